@@ -1,0 +1,22 @@
+# pgrpo: Personalized GRPO, from raw data to the paper's tables and figures.
+# Run `snakemake --cores 2` for the laptop-scale default (config.yaml), or
+# `snakemake --cores 2 --configfile .test/config.yaml` for the tiny CI scale.
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/cluster.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_targets(),

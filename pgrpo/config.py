@@ -1,0 +1,103 @@
+"""Load and validate the pipeline configuration against workflow/schemas/config.schema.yaml.
+
+The schema is the single source of truth for keys, types and defaults: Snakemake validates
+with it in ``workflow/rules/common.smk`` and every entry point validates again, so a module
+run by hand gets the same one-line errors as the workflow.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from pgrpo.io import PgrpoError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _fill_defaults(schema: dict, node: dict) -> None:
+    """Insert the schema's defaults for missing keys, recursively (objects only)."""
+    for key, sub in schema.get("properties", {}).items():
+        if key not in node and "default" in sub:
+            node[key] = copy.deepcopy(sub["default"])
+        if isinstance(node.get(key), dict) and sub.get("type") == "object":
+            _fill_defaults(sub, node[key])
+
+
+def _error_line(error: jsonschema.ValidationError, source: str) -> str:
+    key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    if error.validator == "additionalProperties":
+        return f"{source}: {key}: {error.message}"
+    if error.validator == "enum":
+        allowed = ", ".join(map(str, error.validator_value))
+        return f"{source}: {key}: {error.instance!r} is not one of the allowed values ({allowed})"
+    return f"{source}: {key}: {error.message}"
+
+
+def validate_config(config: dict, source: str = "config") -> dict:
+    """Fill defaults into ``config`` in place and validate it; PgrpoError names the bad key."""
+    if not isinstance(config, dict):
+        raise PgrpoError(f"{source}: the top level must be a mapping of keys to values")
+    schema = _schema()
+    _fill_defaults(schema, config)
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise PgrpoError(_error_line(errors[0], source))
+    movielens = config["movielens"]
+    if movielens["min_ratings"] < movielens["history_length"] + 3:
+        raise PgrpoError(
+            f"{source}: movielens.min_ratings: {movielens['min_ratings']} is less than "
+            f"history_length + 3 = {movielens['history_length'] + 3}"
+        )
+    return config
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> dict:
+    """Read a YAML config, apply ``overrides`` (nested dict), fill defaults, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise PgrpoError(f"{path}: config file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise PgrpoError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if overrides:
+        _deep_update(config, overrides)
+    return validate_config(config, str(path))
+
+
+def _deep_update(base: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+
+
+def config_hash(config: dict) -> str:
+    """Short stable hash of a validated config (for run tags and manifests)."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def get(config: dict, dotted: str) -> Any:
+    """Look up ``a.b.c`` in a nested config."""
+    node: Any = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node

@@ -1,0 +1,1 @@
+"""MovieLens data: loading raw files and splitting them into examples."""

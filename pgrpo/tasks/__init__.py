@@ -1,0 +1,1 @@
+"""Tasks: prompts and rewards, one class per task with the same interface."""

@@ -1,0 +1,207 @@
+"""The GRPO / P-GRPO loop: rollout -> rewards -> advantages -> clipped surrogate + KL -> AdamW.
+
+One step, for ``prompts_per_step`` prompts split across processes:
+  1. sample G completions per prompt from the current policy (shared prompt cache);
+  2. score them with the task's reward;
+  3. gather rewards and cluster ids from every process, so that every process computes the
+     same advantages and holds the same cluster statistics;
+  4. advantages: GRPO (generation group) or P-GRPO (running statistics of the user's cluster);
+  5. per-token clipped surrogate + beta * k3 KL against the base model (adapter disabled).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pgrpo.advantages import ClusterRewardStats, group_advantages, pgrpo_advantages
+from pgrpo.loss import policy_loss
+from pgrpo.rollout import completion_log_probs, encode_prompts, generate
+
+
+@dataclass
+class TrainSettings:
+    """Hyperparameters of one training run (config section ``train``)."""
+
+    method: str = "pgrpo"
+    steps: int = 50
+    prompts_per_step: int = 8
+    group_size: int = 4
+    max_new_tokens: int = 4
+    temperature: float = 1.0
+    learning_rate: float = 5e-4
+    beta: float = 0.04
+    clip_eps: float = 0.2
+    grpo_scale: str = "group"
+    advantage_eps: float = 1e-4
+    log_every: int = 1
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, config: dict, method: str) -> TrainSettings:
+        train = config["train"]
+        fields = {k: train[k] for k in cls.__dataclass_fields__ if k in train}
+        return cls(**fields, method=method, seed=config["seed"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def step_examples(examples: list[dict], settings: TrainSettings, step: int) -> list[dict]:
+    """The prompts of one global step: a seeded draw without replacement, same on every process."""
+    rng = np.random.default_rng([settings.seed, step])
+    picks = rng.choice(len(examples), size=settings.prompts_per_step, replace=False)
+    return [examples[i] for i in picks]
+
+
+def compute_advantages(
+    rewards: torch.Tensor,
+    cluster_ids: torch.Tensor,
+    settings: TrainSettings,
+    cluster_stats: ClusterRewardStats,
+) -> torch.Tensor:
+    """Advantages of the global batch [prompts * G] for the configured method."""
+    if settings.method == "grpo":
+        return group_advantages(
+            rewards, settings.group_size, settings.grpo_scale, settings.advantage_eps
+        )
+    return pgrpo_advantages(
+        rewards, cluster_ids, cluster_stats, settings.group_size, settings.advantage_eps
+    )
+
+
+class Trainer:
+    """Runs GRPO or P-GRPO on one task; every process holds identical cluster statistics."""
+
+    def __init__(self, policy, tokenizer, task, accelerator, settings, num_clusters, stop_ids):
+        self.settings = settings
+        self.task = task
+        self.tokenizer = tokenizer
+        self.accelerator = accelerator
+        self.stop_ids = stop_ids
+        self.num_clusters = num_clusters
+        self.cluster_stats = ClusterRewardStats(num_clusters)
+        world = accelerator.num_processes
+        if settings.prompts_per_step % world:
+            raise ValueError(
+                f"train.prompts_per_step={settings.prompts_per_step} is not divisible by "
+                f"the {world} processes"
+            )
+        # No DDP wrapper: a step runs the model several times before one backward (shared
+        # prompt cache), so gradients are averaged across processes explicitly instead.
+        self.policy = policy.to(accelerator.device)
+        self.params = [p for p in policy.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=settings.learning_rate)
+        self.generator = torch.Generator(accelerator.device)
+        self.generator.manual_seed(settings.seed * 1000 + accelerator.process_index)
+
+    def _local_slice(self, items: list) -> list:
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        n = len(items) // world
+        return items[rank * n : (rank + 1) * n]
+
+    def step(self, step: int, examples: list[dict], cluster_of_user: dict[int, int]) -> dict:
+        """One optimisation step; returns its metrics (identical on every process)."""
+        s, acc = self.settings, self.accelerator
+        model = self.policy
+        batch = self._local_slice(step_examples(examples, s, step))
+        prompts = encode_prompts(self.tokenizer, [self.task.messages(e) for e in batch], acc.device)
+        timings = {}
+
+        t0 = time.perf_counter()
+        model.eval()
+        completions = generate(
+            model, prompts, s.group_size, s.max_new_tokens, self.stop_ids,
+            self.tokenizer.pad_token_id, s.temperature, generator=self.generator,
+        )  # fmt: skip
+        timings["time/generate"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        texts = self.tokenizer.batch_decode(
+            completions.ids * completions.mask, skip_special_tokens=True
+        )
+        scored = [
+            self.task.score(t, e) for t, e in zip(texts, _repeat(batch, s.group_size), strict=True)
+        ]
+        dev = acc.device
+        local_rewards = torch.tensor([r for r, _ in scored], dtype=torch.float32, device=dev)
+        local_parsed = torch.tensor([p for _, p in scored], dtype=torch.float32, device=dev)
+        local_clusters = torch.tensor(
+            [cluster_of_user[e["user_id"]] for e in _repeat(batch, s.group_size)], device=dev
+        )
+        rewards = acc.gather(local_rewards).cpu()  # [prompts * G], same order as the global batch
+        clusters = acc.gather(local_clusters).cpu()
+        parsed = acc.gather(local_parsed).cpu()
+        advantages_all = compute_advantages(rewards.cpu(), clusters.cpu(), s, self.cluster_stats)
+        n_local = local_rewards.shape[0]
+        start = acc.process_index * n_local
+        advantages = advantages_all[start : start + n_local].to(dev)
+        timings["time/score"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        model.train()
+        logp = completion_log_probs(model, prompts, completions, s.group_size)  # [B, T]
+        ref_logp = None
+        if s.beta > 0:
+            with torch.no_grad(), model.disable_adapter():
+                ref_logp = completion_log_probs(model, prompts, completions, s.group_size)
+        mask = completions.mask.float()
+        loss, stats = policy_loss(
+            logp, logp.detach(), ref_logp, advantages, mask, beta=s.beta,
+            clip_low=s.clip_eps, clip_high=s.clip_eps,
+        )  # fmt: skip
+        loss.backward()
+        self._average_gradients()
+        timings["time/backward"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        timings["time/optimizer"] = time.perf_counter() - t0
+
+        return self._metrics(rewards, clusters, parsed, advantages_all, loss, stats, timings)
+
+    def _average_gradients(self) -> None:
+        """Mean of the adapter gradients over processes (equal local batch sizes)."""
+        if self.accelerator.num_processes == 1:
+            return
+        for p in self.params:
+            if p.grad is not None:
+                p.grad = self.accelerator.reduce(p.grad, "mean")
+
+    def _metrics(self, rewards, clusters, parsed, advantages, loss, stats, timings) -> dict:
+        g = self.settings.group_size
+        group_std = rewards.view(-1, g).std(dim=1)
+        metrics = {
+            "reward_mean": rewards.mean().item(),
+            "loss": self.accelerator.reduce(loss.detach(), "mean").item(),
+            "kl": stats["kl"],
+            "clip_fraction": stats["clip_fraction"],
+            "zero_std_group_fraction": (group_std == 0).float().mean().item(),
+            "parse_rate": parsed.mean().item(),
+            "advantage_abs_mean": advantages.abs().mean().item(),
+            **timings,
+        }
+        for k in range(self.num_clusters):
+            in_k = clusters == k
+            if in_k.any():
+                metrics[f"reward_mean/cluster_{k}"] = rewards[in_k].mean().item()
+        return metrics
+
+    def train(self, examples, cluster_of_user, on_step: Callable[[int, dict], None]) -> None:
+        """Run ``settings.steps`` steps, calling ``on_step(step, metrics)`` after each."""
+        for step in range(self.settings.steps):
+            on_step(step, self.step(step, examples, cluster_of_user))
+
+
+def _repeat(items: list, times: int) -> list:
+    """[a, b] -> [a, a, b, b] for times=2 (a prompt's G completions are consecutive)."""
+    return [item for item in items for _ in range(times)]

@@ -1,0 +1,183 @@
+"""Generation and completion log-probs with a shared prompt cache equal the plain computation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from pgrpo.models import LoraSettings, add_lora
+from pgrpo.rollout import (
+    Completions,
+    PromptBatch,
+    completion_log_probs,
+    full_sequence_log_probs,
+    generate,
+)
+
+PAD, STOP = 0, 1
+
+
+def tiny_policy(seed: int = 0):
+    torch.manual_seed(seed)
+    # Large initial weights, so that positions and attention visibly change the argmax.
+    config = LlamaConfig(
+        vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, pad_token_id=PAD, eos_token_id=STOP,
+        initializer_range=0.5,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config)
+    model.requires_grad_(False)
+    policy = add_lora(model, LoraSettings(r=4, alpha=8, target_modules=("q_proj", "v_proj")))
+    # LoRA's B starts at zero; make the adapter non-trivial so its gradients are informative.
+    for name, p in policy.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    return policy
+
+
+def left_padded(prompts: list[list[int]]) -> PromptBatch:
+    width = max(map(len, prompts))
+    ids = torch.tensor([[PAD] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    return PromptBatch(ids, mask)
+
+
+def some_completions(groups: int, group_size: int, steps: int, seed: int) -> Completions:
+    """Random completions; some stop early (stop token, then masked padding)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(2, 40, (groups * group_size, steps), generator=g)
+    mask = torch.ones_like(ids)
+    for row, stop_at in enumerate(torch.randint(0, steps + 2, (groups * group_size,), generator=g)):
+        if stop_at < steps:
+            ids[row, stop_at] = STOP
+            ids[row, stop_at + 1 :] = PAD
+            mask[row, stop_at + 1 :] = 0
+    return Completions(ids, mask)
+
+
+PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18, 19]]
+
+
+@pytest.mark.parametrize("group_size,steps", [(1, 1), (3, 1), (3, 4), (4, 6)])
+def test_shared_prompt_log_probs_and_gradients_equal_full_sequences(group_size, steps):
+    # float64 weights; Llama's RMSNorm still rounds through float32, hence rtol 1e-4.
+    policy = tiny_policy().double()
+    prompts = left_padded(PROMPTS)
+    completions = some_completions(len(PROMPTS), group_size, steps, seed=steps)
+    g = torch.Generator().manual_seed(1)
+    weights = torch.randn(completions.ids.shape, generator=g, dtype=torch.float64)
+    params = [p for p in policy.parameters() if p.requires_grad]
+
+    def loss_and_grads(fn):
+        logp = fn(policy, prompts, completions, group_size)
+        loss = (logp * weights * completions.mask).sum()
+        return logp.detach(), torch.autograd.grad(loss, params)
+
+    shared, shared_grads = loss_and_grads(completion_log_probs)
+    full, full_grads = loss_and_grads(full_sequence_log_probs)
+    mask = completions.mask.bool()
+    torch.testing.assert_close(shared[mask], full[mask], rtol=1e-6, atol=1e-6)
+    for a, b in zip(shared_grads, full_grads, strict=True):
+        assert b.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+
+
+def test_left_padding_does_not_change_a_prompts_log_probs():
+    policy = tiny_policy()
+    completions = some_completions(1, 2, 3, seed=7)
+    alone = completion_log_probs(policy, left_padded([PROMPTS[1]]), completions, 2)
+    batch = left_padded(PROMPTS)
+    padded = some_completions(3, 2, 3, seed=7)
+    padded.ids[2:4], padded.mask[2:4] = completions.ids, completions.mask
+    together = completion_log_probs(policy, batch, padded, 2)[2:4]
+    mask = completions.mask.bool()
+    torch.testing.assert_close(alone.detach()[mask], together.detach()[mask], atol=1e-5, rtol=1e-5)
+
+
+def test_greedy_generation_is_the_same_alone_or_in_a_padded_batch():
+    policy = tiny_policy(seed=3).eval()
+    batch = generate(policy, left_padded(PROMPTS), 2, 5, [STOP], PAD, greedy=True)
+    for i, prompt in enumerate(PROMPTS):
+        alone = generate(policy, left_padded([prompt]), 1, 5, [STOP], PAD, greedy=True)
+        n = alone.ids.shape[1]
+        for row in (2 * i, 2 * i + 1):  # greedy: the G copies are identical
+            assert torch.equal(batch.ids[row, :n], alone.ids[0])
+            assert torch.equal(batch.mask[row, :n], alone.mask[0])
+
+
+def test_generation_matches_step_by_step_argmax_without_cache():
+    policy = tiny_policy(seed=4).eval()
+    out = generate(policy, left_padded([PROMPTS[0]]), 1, 8, [], PAD, greedy=True)
+    tokens = list(PROMPTS[0])
+    with torch.no_grad():
+        for _ in range(8):
+            tokens.append(int(policy(input_ids=torch.tensor([tokens])).logits[0, -1].argmax()))
+    assert out.ids[0].tolist() == tokens[len(PROMPTS[0]) :]
+
+
+def test_generation_stops_at_stop_token_and_masks_the_rest():
+    policy = tiny_policy(seed=5).eval()
+    # Make the stop token by far the likeliest after 2 tokens: bias the output layer.
+    with torch.no_grad():
+        policy.get_base_model().lm_head.weight[STOP] *= 0
+    g = torch.Generator().manual_seed(0)
+    out = generate(policy, left_padded(PROMPTS), 4, 6, [STOP], PAD, temperature=1.0, generator=g)
+    assert out.ids.shape[0] == len(PROMPTS) * 4
+    for ids, mask in zip(out.ids.tolist(), out.mask.tolist(), strict=True):
+        if STOP in ids:
+            k = ids.index(STOP)
+            assert mask[: k + 1] == [1] * (k + 1)  # the stop token itself is scored
+            assert mask[k + 1 :] == [0] * (len(ids) - k - 1)
+            assert ids[k + 1 :] == [PAD] * (len(ids) - k - 1)
+        else:
+            assert mask == [1] * len(ids)
+
+
+def test_stops_early_when_every_completion_has_stopped():
+    policy = tiny_policy(seed=6).eval()
+    every_token = list(range(40))  # whatever is sampled first ends each completion
+    out = generate(policy, left_padded(PROMPTS), 2, 8, every_token, PAD, greedy=True)
+    assert out.ids.shape == (len(PROMPTS) * 2, 1)
+    assert out.mask.eq(1).all()
+
+
+def test_sampling_is_reproducible_with_a_seeded_generator():
+    policy = tiny_policy(seed=8).eval()
+    prompts = left_padded(PROMPTS)
+    a = generate(policy, prompts, 3, 5, [STOP], PAD, generator=torch.Generator().manual_seed(9))
+    b = generate(policy, prompts, 3, 5, [STOP], PAD, generator=torch.Generator().manual_seed(9))
+    c = generate(policy, prompts, 3, 5, [STOP], PAD, generator=torch.Generator().manual_seed(10))
+    assert torch.equal(a.ids, b.ids)
+    assert not torch.equal(a.ids, c.ids)
+
+
+def test_grpo_loss_falls_on_a_fixed_batch_and_moves_probability_to_good_answers():
+    """The trainer's update (shared-prompt log-probs + clipped surrogate + KL) learns."""
+    from pgrpo.loss import policy_loss
+
+    policy = tiny_policy(seed=11)
+    prompts = left_padded(PROMPTS)
+    completions = some_completions(len(PROMPTS), 4, 3, seed=12)
+    advantages = torch.tensor([1.0, -1.0, 0.5, -0.5] * len(PROMPTS))
+    mask = completions.mask.float()
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-2)
+    with torch.no_grad():
+        old = completion_log_probs(policy, prompts, completions, 4)
+        with policy.disable_adapter():
+            ref = completion_log_probs(policy, prompts, completions, 4)
+    losses = []
+    for _ in range(15):
+        logp = completion_log_probs(policy, prompts, completions, 4)
+        loss, _ = policy_loss(logp, old, ref, advantages, mask, beta=0.04)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.1
+    with torch.no_grad():
+        new = completion_log_probs(policy, prompts, completions, 4)
+    seq_change = ((new - old) * mask).sum(1)  # [B] change of each completion's log-prob
+    assert (seq_change[advantages > 0] > 0).all()
+    assert (seq_change[advantages < 0] < 0).all()

@@ -1,0 +1,24 @@
+# User preference clusters: K-Means over user embeddings, or random with the same sizes.
+
+
+rule cluster_users:
+    input:
+        f"{OUTPUTS}/movielens/user_embeddings.npz",
+    output:
+        f"{OUTPUTS}/movielens/clusters/{{method}}_k{{k}}.json",
+    wildcard_constraints:
+        method="kmeans|random",
+        k=r"\d+",
+    params:
+        config=CONFIG,
+        seed=config["seed"],
+    log:
+        f"{OUTPUTS}/logs/cluster_users_{{method}}_k{{k}}.log",
+    message:
+        "Clustering users: {wildcards.method}, K={wildcards.k}"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m pgrpo.cluster --config {params.config} --embeddings {input}"
+        " --method {wildcards.method} --num-clusters {wildcards.k} --out {output} > {log} 2>&1"

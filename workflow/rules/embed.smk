@@ -1,0 +1,25 @@
+# User embeddings from the text of each user's training history (all-MiniLM-L6-v2).
+
+
+rule embed_users:
+    input:
+        expand(f"{MOVIELENS}/{{name}}", name=["items.jsonl", "histories.json"]),
+    output:
+        f"{OUTPUTS}/movielens/user_embeddings.npz",
+    params:
+        config=CONFIG,
+        data=MOVIELENS,
+        embedding=config["embedding"],
+    log:
+        f"{OUTPUTS}/logs/embed_users.log",
+    benchmark:
+        f"{OUTPUTS}/benchmarks/embed_users.tsv"
+    message:
+        "Embedding users with {params.embedding[model]}"
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    shell:
+        "python -m pgrpo.embed --config {params.config} --data {params.data} --out {output}"
+        " > {log} 2>&1"

@@ -1,0 +1,22 @@
+# The base policy, materialised once as a safetensors checkpoint (GGUF -> safetensors for
+# the default SmolLM2, a random tiny Llama for tests, a hub model at paper scale).
+
+
+rule materialize_model:
+    output:
+        directory(MODEL_DIR),
+    params:
+        config=CONFIG,
+        model=config["model"],
+        seed=config["seed"],
+    log:
+        f"{OUTPUTS}/logs/materialize_model.log",
+    benchmark:
+        f"{OUTPUTS}/benchmarks/materialize_model.tsv"
+    message:
+        "Materialising base model {params.model[name]}"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "python -m pgrpo.materialize --config {params.config} --out {output} > {log} 2>&1"

@@ -1,0 +1,35 @@
+# GRPO and P-GRPO training with a LoRA adapter, launched through accelerate.
+
+
+rule train:
+    input:
+        model=MODEL_DIR,
+        data=expand(f"{MOVIELENS}/{{name}}", name=["items.jsonl", "train.jsonl"]),
+        clusters=CLUSTERS,
+    output:
+        adapter=directory(f"{OUTPUTS}/movielens/{{method}}/adapter"),
+        metrics=f"{OUTPUTS}/movielens/{{method}}/metrics.jsonl",
+    wildcard_constraints:
+        method="grpo|pgrpo",
+    params:
+        config=CONFIG,
+        data=MOVIELENS,
+        out=f"{OUTPUTS}/movielens/{{method}}",
+        launch=accelerate_launch(),
+        train=config["train"],
+        lora=config["lora"],
+        seed=config["seed"],
+    log:
+        f"{OUTPUTS}/logs/train_{{method}}.log",
+    benchmark:
+        f"{OUTPUTS}/benchmarks/train_{{method}}.tsv"
+    message:
+        "Training {wildcards.method} for {params.train[steps]} steps"
+    threads: config["train"]["threads"] * config["train"]["num_processes"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    shell:
+        "{params.launch} -m pgrpo.train --config {params.config} --method {wildcards.method}"
+        " --model {input.model} --data {params.data} --clusters {input.clusters}"
+        " --out {params.out} > {log} 2>&1"

@@ -1,11 +1,11 @@
 # Configuration validation, output paths and target lists shared by every rule file.
+import os
 import shlex
 
 import yaml
 
 from pgrpo.config import validate_config
 from pgrpo.models import model_dir_name
-
 
 validate_config(config, ", ".join(map(str, workflow.configfiles)) or "config")
 

@@ -7,11 +7,13 @@ rule download_movielens_1m:
         directory(f"{RESOURCES}/raw/ml-1m"),
     log:
         f"{OUTPUTS}/logs/download_movielens_1m.log",
-    message:
-        "Downloading MovieLens-1M (sha256-pinned)"
+    conda:
+        "../../envs/pgrpo.yaml"
     resources:
         mem_mb=1000,
         runtime=30,
+    message:
+        "Downloading MovieLens-1M (sha256-pinned)"
     shell:
         "python -m pgrpo.download --source ml-1m --out {output} > {log} 2>&1"
 
@@ -21,20 +23,22 @@ rule prepare_movielens:
         raw=raw_movielens_dir(),
     output:
         expand(f"{MOVIELENS}/{{name}}", name=PREPARED_FILES),
-    params:
-        config=CONFIG,
-        out=MOVIELENS,
-        movielens=config["movielens"],
-        candidates=config["evaluation"]["num_candidates"],
-        seed=config["seed"],
     log:
         f"{OUTPUTS}/logs/prepare_movielens.log",
     benchmark:
         f"{OUTPUTS}/benchmarks/prepare_movielens.tsv"
-    message:
-        "Building MovieLens next-item examples from {input.raw}"
+    conda:
+        "../../envs/pgrpo.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        config=CONFIG,
+        out=lambda w, output: os.path.dirname(output[0]),
+        movielens=config["movielens"],
+        candidates=config["evaluation"]["num_candidates"],
+        seed=config["seed"],
+    message:
+        "Building MovieLens next-item examples from {input.raw}"
     shell:
         "python -m pgrpo.prepare --config {params.config} --out {params.out} > {log} 2>&1"

@@ -9,23 +9,25 @@ rule evaluate:
         clusters=CLUSTERS,
     output:
         f"{OUTPUTS}/movielens/{{method}}/eval.json",
-    wildcard_constraints:
-        method="grpo|pgrpo",
-    params:
-        config=CONFIG,
-        data=MOVIELENS,
-        evaluation=config["evaluation"],
-        seed=config["seed"],
     log:
         f"{OUTPUTS}/logs/evaluate_{{method}}.log",
     benchmark:
         f"{OUTPUTS}/benchmarks/evaluate_{{method}}.tsv"
-    message:
-        "Evaluating {wildcards.method} on the test split"
+    wildcard_constraints:
+        method="grpo|pgrpo",
+    conda:
+        "../../envs/pgrpo.yaml"
     threads: config["train"]["threads"]
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        config=CONFIG,
+        data=lambda w, input: os.path.dirname(input.data[0]),
+        evaluation=config["evaluation"],
+        seed=config["seed"],
+    message:
+        "Evaluating {wildcards.method} on the test split"
     shell:
         "python -m pgrpo.evaluate --config {params.config} --model {input.model}"
         " --adapter {input.adapter} --data {params.data} --clusters {input.clusters}"
@@ -39,21 +41,23 @@ rule evaluate_base:
         clusters=CLUSTERS,
     output:
         f"{OUTPUTS}/movielens/base/eval.json",
-    params:
-        config=CONFIG,
-        data=MOVIELENS,
-        evaluation=config["evaluation"],
-        seed=config["seed"],
     log:
         f"{OUTPUTS}/logs/evaluate_base.log",
     benchmark:
         f"{OUTPUTS}/benchmarks/evaluate_base.tsv"
-    message:
-        "Evaluating the base model on the test split"
+    conda:
+        "../../envs/pgrpo.yaml"
     threads: config["train"]["threads"]
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        config=CONFIG,
+        data=lambda w, input: os.path.dirname(input.data[0]),
+        evaluation=config["evaluation"],
+        seed=config["seed"],
+    message:
+        "Evaluating the base model on the test split"
     shell:
         "python -m pgrpo.evaluate --config {params.config} --model {input.model}"
         " --data {params.data} --clusters {input.clusters} --out {output} > {log} 2>&1"

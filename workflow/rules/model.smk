@@ -5,18 +5,20 @@
 rule materialize_model:
     output:
         directory(MODEL_DIR),
-    params:
-        config=CONFIG,
-        model=config["model"],
-        seed=config["seed"],
     log:
         f"{OUTPUTS}/logs/materialize_model.log",
     benchmark:
         f"{OUTPUTS}/benchmarks/materialize_model.tsv"
-    message:
-        "Materialising base model {params.model[name]}"
+    conda:
+        "../../envs/pgrpo.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        config=CONFIG,
+        model=config["model"],
+        seed=config["seed"],
+    message:
+        "Materialising base model {params.model[name]}"
     shell:
         "python -m pgrpo.materialize --config {params.config} --out {output} > {log} 2>&1"

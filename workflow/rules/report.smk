@@ -19,17 +19,19 @@ rule report_movielens:
             caption="../report/movielens_reward_curves.rst",
             category="MovieLens",
         ),
-    params:
-        evals=lambda w, input: [f"{m}={p}" for m, p in zip(["base"] + METHODS, input.evals)],
-        metrics=lambda w, input: [f"{m}={p}" for m, p in zip(METHODS, input.metrics)],
-        table=f"{RESULTS}/tables/movielens",
     log:
         f"{OUTPUTS}/logs/report_movielens.log",
-    message:
-        "Writing the MovieLens table and reward curves"
+    conda:
+        "../../envs/pgrpo.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        evals=lambda w, input: [f"{m}={p}" for m, p in zip(["base"] + METHODS, input.evals)],
+        metrics=lambda w, input: [f"{m}={p}" for m, p in zip(METHODS, input.metrics)],
+        table=lambda w, output: os.path.splitext(output.csv)[0],
+    message:
+        "Writing the MovieLens table and reward curves"
     shell:
         "python -m pgrpo.report --eval {params.evals} --metrics {params.metrics}"
         " --table {params.table} --figure {output.figure} > {log} 2>&1"

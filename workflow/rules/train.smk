@@ -9,26 +9,28 @@ rule train:
     output:
         adapter=directory(f"{OUTPUTS}/movielens/{{method}}/adapter"),
         metrics=f"{OUTPUTS}/movielens/{{method}}/metrics.jsonl",
-    wildcard_constraints:
-        method="grpo|pgrpo",
-    params:
-        config=CONFIG,
-        data=MOVIELENS,
-        out=f"{OUTPUTS}/movielens/{{method}}",
-        launch=accelerate_launch(),
-        train=config["train"],
-        lora=config["lora"],
-        seed=config["seed"],
     log:
         f"{OUTPUTS}/logs/train_{{method}}.log",
     benchmark:
         f"{OUTPUTS}/benchmarks/train_{{method}}.tsv"
-    message:
-        "Training {wildcards.method} for {params.train[steps]} steps"
+    wildcard_constraints:
+        method="grpo|pgrpo",
+    conda:
+        "../../envs/pgrpo.yaml"
     threads: config["train"]["threads"] * config["train"]["num_processes"]
     resources:
         mem_mb=8000,
         runtime=120,
+    params:
+        config=CONFIG,
+        data=lambda w, input: os.path.dirname(input.data[0]),
+        out=lambda w, output: os.path.dirname(output.metrics),
+        launch=accelerate_launch(),
+        train=config["train"],
+        lora=config["lora"],
+        seed=config["seed"],
+    message:
+        "Training {wildcards.method} for {params.train[steps]} steps"
     shell:
         "{params.launch} -m pgrpo.train --config {params.config} --method {wildcards.method}"
         " --model {input.model} --data {params.data} --clusters {input.clusters}"

@@ -29,12 +29,12 @@ class TrainSettings:
     """Hyperparameters of one training run (config section ``train``)."""
 
     method: str = "pgrpo"
-    steps: int = 50
-    prompts_per_step: int = 8
-    group_size: int = 4
+    steps: int = 80
+    prompts_per_step: int = 4
+    group_size: int = 16
     max_new_tokens: int = 4
     temperature: float = 1.0
-    learning_rate: float = 5e-4
+    learning_rate: float = 3e-4
     beta: float = 0.04
     clip_eps: float = 0.2
     grpo_scale: str = "group"

@@ -10,6 +10,7 @@ figure 4 ablation: is it the clustering that helps, or just having groups?).
 from __future__ import annotations
 
 import argparse
+import zipfile
 
 import numpy as np
 
@@ -67,8 +68,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with np.load(args.embeddings) as data:
             users, embeddings = data["user_ids"], data["embeddings"]
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise PgrpoError(f"{args.embeddings}: not a user-embedding file ({e})") from None
+    if len(users) != len(embeddings):
+        raise PgrpoError(
+            f"{args.embeddings}: {len(users)} user ids but {len(embeddings)} embeddings"
+        )
     k = args.num_clusters or config["clustering"]["num_clusters"]
     method = args.method or config["clustering"]["method"]
     labels = assign_clusters(embeddings, k, method, config["seed"])

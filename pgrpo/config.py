@@ -38,7 +38,11 @@ def _fill_defaults(schema: dict, node: dict) -> None:
 def _error_line(error: jsonschema.ValidationError, source: str) -> str:
     key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
     if error.validator == "additionalProperties":
-        return f"{source}: {key}: {error.message}"
+        allowed = set(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - allowed)
+        prefix = "" if key == "<top level>" else f"{key}."
+        names = ", ".join(f"{prefix}{u}" for u in unknown)
+        return f"{source}: {names}: unknown key (allowed: {', '.join(sorted(allowed))})"
     if error.validator == "enum":
         allowed = ", ".join(map(str, error.validator_value))
         return f"{source}: {key}: {error.instance!r} is not one of the allowed values ({allowed})"

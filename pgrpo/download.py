@@ -61,7 +61,10 @@ def fetch(url: str, sha256: str, out_dir: str | Path, inner: str | None = None, 
         if not source.is_dir():
             raise PgrpoError(f"{url}: the archive has no folder {inner!r}")
         with atomic_path(out_dir, is_dir=True) as tmp:
-            shutil.move(str(source), tmp)
+            # tmp is an existing empty folder: move the archive folder's contents into it
+            # (moving the folder itself would nest it, e.g. ml-1m/ml-1m/ratings.dat)
+            for child in source.iterdir():
+                shutil.move(str(child), tmp)
 
 
 def main(argv: list[str] | None = None) -> None:

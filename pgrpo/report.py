@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli, write_text
+from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli, write_json, write_text
 
 METHOD_LABELS = {"base": "Base model", "grpo": "GRPO", "pgrpo": "P-GRPO"}
 
@@ -106,6 +106,12 @@ def plot_reward_curves(metrics: dict[str, list[dict]], path: str | Path, window:
     plt.close(fig)
 
 
+def summary(rows: list[dict]) -> dict:
+    """Headline numbers per method, for `dvc metrics diff` across versions."""
+    keys = ("test_accuracy", "worst_cluster_accuracy", "final_train_reward", "parse_rate")
+    return {"movielens": {r["method"]: {k: r[k] for k in keys if r[k] is not None} for r in rows}}
+
+
 def _pairs(values: list[str], flag: str) -> dict[str, Path]:
     out = {}
     for value in values:
@@ -131,12 +137,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", nargs="+", required=True, help="METHOD=metrics.jsonl")
     parser.add_argument("--table", required=True, help="output path without extension")
     parser.add_argument("--figure", required=True)
+    parser.add_argument("--summary", help="output JSON of headline metrics (DVC metrics)")
     args = parser.parse_args(argv)
     evals = {m: _read_json(p) for m, p in _pairs(args.eval, "--eval").items()}
     metrics = {m: read_jsonl(p) for m, p in _pairs(args.metrics, "--metrics").items()}
     rows = table_rows(evals, metrics)
     plot_reward_curves(metrics, args.figure)
     write_table(rows, args.table)
+    if args.summary:
+        write_json(args.summary, summary(rows))
     print(Path(f"{args.table}.md").read_text())
 
 

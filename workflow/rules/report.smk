@@ -14,6 +14,7 @@ rule report_movielens:
             category="MovieLens",
         ),
         md=f"{RESULTS}/tables/movielens.md",
+        summary=f"{RESULTS}/metrics.json",
         figure=report(
             f"{RESULTS}/figures/movielens_reward_curves.png",
             caption="../report/movielens_reward_curves.rst",
@@ -34,4 +35,5 @@ rule report_movielens:
         "Writing the MovieLens table and reward curves"
     shell:
         "python -m pgrpo.report --eval {params.evals} --metrics {params.metrics}"
-        " --table {params.table} --figure {output.figure} > {log} 2>&1"
+        " --table {params.table} --figure {output.figure} --summary {output.summary}"
+        " > {log} 2>&1"

@@ -1,0 +1,264 @@
+"""Tests for pgrpo.config: the schema documents every key, and bad configs give one-line errors."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pgrpo.config import SCHEMA_PATH, load_config, validate_config
+from pgrpo.io import PgrpoError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def schema_properties(node: dict, prefix: str = ""):
+    """(dotted key, property schema) for every property, recursively."""
+    for key, sub in node.get("properties", {}).items():
+        dotted = f"{prefix}{key}"
+        yield dotted, sub
+        yield from schema_properties(sub, dotted + ".")
+
+
+def schema_defaults(node: dict) -> dict:
+    """The config an empty file should become: objects recurse, leaves take their default."""
+    out = {}
+    for key, sub in node["properties"].items():
+        out[key] = schema_defaults(sub) if "properties" in sub else sub["default"]
+    return out
+
+
+def key_tree(node):
+    """Nested dict of keys only (leaves become None)."""
+    if isinstance(node, dict):
+        return {k: key_tree(v) for k, v in node.items()}
+    return None
+
+
+def error_of(config, source: str = "cfg.yaml") -> str:
+    with pytest.raises(PgrpoError) as info:
+        validate_config(config, source)
+    message = str(info.value)
+    assert "\n" not in message, message
+    assert message.startswith(f"{source}: "), message
+    return message
+
+
+def cli_env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    # the subprocesses import pgrpo from this checkout, like the tests themselves
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+# ------------------------------------------------------------------------- valid configs
+
+
+@pytest.mark.parametrize("name", ["config.yaml", ".test/config.yaml"])
+def test_shipped_configs_validate(name):
+    config = load_config(REPO / name)
+    assert key_tree(config) == key_tree(schema_defaults(schema()))
+
+
+def test_test_config_overrides_are_kept():
+    config = load_config(REPO / ".test/config.yaml")
+    assert config["model"]["name"] == "tiny"
+    assert config["movielens"]["max_users"] == 60
+    assert config["train"]["steps"] == 4
+    # keys the file does not set get the schema default
+    assert config["train"]["learning_rate"] == schema_defaults(schema())["train"]["learning_rate"]
+
+
+def test_empty_config_gets_every_default(tmp_path):
+    expected = schema_defaults(schema())
+    assert validate_config({}) == expected
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("", encoding="utf-8")
+    assert load_config(empty) == expected
+
+
+def test_defaults_are_not_shared_between_configs():
+    first = validate_config({})
+    first["train"]["methods"].append("extra")
+    first["lora"]["target_modules"].clear()
+    second = validate_config({})
+    assert second == schema_defaults(schema())
+    assert second["lora"]["target_modules"]
+
+
+def test_every_schema_property_has_description_and_default():
+    props = list(schema_properties(schema()))
+    assert len(props) > 40
+    missing = [key for key, sub in props if "description" not in sub or "default" not in sub]
+    assert missing == []
+    empty = [key for key, sub in props if not str(sub["description"]).strip()]
+    assert empty == []
+
+
+def test_config_yaml_spells_out_every_key_with_the_schema_default():
+    raw = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    expected = schema_defaults(schema())
+    assert key_tree(raw) == key_tree(expected)
+    differing = [
+        (key, get_dotted(raw, key), sub["default"])
+        for key, sub in schema_properties(schema())
+        if "properties" not in sub and get_dotted(raw, key) != sub["default"]
+    ]
+    assert differing == []
+    assert raw == expected
+
+
+def get_dotted(config: dict, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def test_validate_fills_defaults_inside_partial_sections():
+    defaults = schema_defaults(schema())
+    config = validate_config({"train": {"steps": 7}, "paths": {"results": "r"}})
+    assert config["train"] == {**defaults["train"], "steps": 7}
+    assert config["paths"] == {**defaults["paths"], "results": "r"}
+    assert config["paths"]["resources"] == "resources"
+
+
+# ------------------------------------------------------------------------- one-line errors
+
+
+def test_wrong_type_names_the_key():
+    message = error_of({"train": {"steps": "many"}})
+    assert "train.steps" in message and "integer" in message
+
+
+def test_enum_lists_the_allowed_values():
+    message = error_of({"train": {"grpo_scale": "median"}})
+    assert "train.grpo_scale" in message and "median" in message
+    for allowed in ("group", "batch", "none"):
+        assert allowed in message
+
+
+def test_unknown_key_names_it():
+    message = error_of({"train": {"stepz": 3}})
+    assert "train.stepz: unknown key" in message
+
+
+def test_unknown_top_level_key_names_it():
+    message = error_of({"trian": {"steps": 3}})
+    assert "trian" in message
+
+
+def test_out_of_range_names_the_key():
+    message = error_of({"train": {"group_size": 1}})
+    assert "train.group_size" in message and "minimum" in message
+    assert validate_config({"train": {"group_size": 2}})["train"]["group_size"] == 2
+
+
+def test_min_ratings_below_history_plus_three():
+    message = error_of({"movielens": {"history_length": 8, "min_ratings": 10}})
+    assert "movielens.min_ratings" in message and "11" in message
+    ok = validate_config({"movielens": {"history_length": 8, "min_ratings": 11}})
+    assert ok["movielens"]["min_ratings"] == 11
+
+
+def test_top_level_must_be_a_mapping():
+    message = error_of(["train"])
+    assert "mapping" in message
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("seed: 1\ntrain:\n  steps: 5\n   extra: 3\n", encoding="utf-8")
+    with pytest.raises(PgrpoError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}:4: ")
+    assert "YAML" in message
+
+
+def test_missing_config_file_names_the_path(tmp_path):
+    path = tmp_path / "nowhere" / "config.yaml"
+    with pytest.raises(PgrpoError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    assert "not found" in str(info.value)
+
+
+def test_load_config_overrides_are_validated(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {steps: 3}\n", encoding="utf-8")
+    assert load_config(path, {"train": {"group_size": 6}})["train"]["steps"] == 3
+    with pytest.raises(PgrpoError, match=r"train\.group_size"):
+        load_config(path, {"train": {"group_size": 0}})
+
+
+def test_enum_error_on_a_full_config():
+    config = copy.deepcopy(schema_defaults(schema()))
+    config["clustering"]["method"] = "spectral"
+    message = error_of(config)
+    assert "clustering.method" in message and "kmeans" in message and "random" in message
+
+
+# ------------------------------------------------------------------------- through the CLIs
+
+
+def test_prepare_cli_rejects_bad_config(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {steps: many}\n", encoding="utf-8")
+    out = tmp_path / "prepared"
+    result = subprocess.run(
+        [sys.executable, "-m", "pgrpo.prepare", "--config", str(bad), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    assert "train.steps" in lines[0] and str(bad) in lines[0]
+    assert not out.exists()
+
+
+def test_snakemake_rejects_bad_config(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {steps: many}\n", encoding="utf-8")
+    workdir = tmp_path / "work"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(bad),
+            "--cores",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "train.steps" in output
+    assert not (workdir / "outputs").exists()

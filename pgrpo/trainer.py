@@ -29,7 +29,7 @@ class TrainSettings:
     """Hyperparameters of one training run (config section ``train``)."""
 
     method: str = "pgrpo"
-    steps: int = 80
+    steps: int = 60
     prompts_per_step: int = 4
     group_size: int = 16
     max_new_tokens: int = 4
@@ -140,7 +140,7 @@ class Trainer:
         rewards = acc.gather(local_rewards).cpu()  # [prompts * G], same order as the global batch
         clusters = acc.gather(local_clusters).cpu()
         parsed = acc.gather(local_parsed).cpu()
-        advantages_all = compute_advantages(rewards.cpu(), clusters.cpu(), s, self.cluster_stats)
+        advantages_all = compute_advantages(rewards, clusters, s, self.cluster_stats)
         n_local = local_rewards.shape[0]
         start = acc.process_index * n_local
         advantages = advantages_all[start : start + n_local].to(dev)

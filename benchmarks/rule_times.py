@@ -9,6 +9,7 @@ writes, so the figures are the pipeline's own measurements:
 from __future__ import annotations
 
 import csv
+import os
 import platform
 import sys
 from pathlib import Path
@@ -28,8 +29,9 @@ def read_benchmarks(folder: Path) -> list[tuple[str, float, float]]:
 
 
 def machine() -> str:
-    cpus = len(__import__("os").sched_getaffinity(0))
-    return f"{platform.processor() or platform.machine()}, {cpus} CPU cores, torch {torch.__version__}"
+    cpus = len(os.sched_getaffinity(0))
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {cpus} CPU cores, torch {torch.__version__}"
 
 
 def main() -> None:
@@ -43,7 +45,8 @@ def main() -> None:
     for rule, seconds, rss in rows:
         print(f"| {rule} | {seconds / 60:.1f} min | {rss / 1024:.2f} GB |")
     total = sum(seconds for _, seconds, _ in rows)
-    print(f"| **sum of rules** | **{total / 60:.1f} min** | max {max(r for *_, r in rows) / 1024:.2f} GB |")
+    peak = max(rss for *_, rss in rows)
+    print(f"| **sum of rules** | **{total / 60:.1f} min** | max {peak / 1024:.2f} GB |")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import yaml
@@ -98,10 +97,3 @@ def config_hash(config: dict) -> str:
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
-
-def get(config: dict, dotted: str) -> Any:
-    """Look up ``a.b.c`` in a nested config."""
-    node: Any = config
-    for part in dotted.split("."):
-        node = node[part]
-    return node

@@ -91,20 +91,14 @@ def main(argv: list[str] | None = None) -> None:
         raise PgrpoError(f"{histories_file}: file not found")
     histories = {int(u): h for u, h in json.loads(histories_file.read_text()).items()}
     needed = sorted({i for h in histories.values() for i in h})
-    vectors = embed_texts([items[i] for i in needed], **_encoder_args(config))
+    encoder = config["embedding"]
+    vectors = embed_texts([items[i] for i in needed], encoder["model"], encoder["batch_size"])
     item_vectors = dict(zip(needed, vectors, strict=True))
     users, embeddings = user_embeddings(histories, item_vectors)
     with atomic_path(args.out) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, user_ids=users, embeddings=embeddings)
     print(f"embedded {len(users)} users from {len(needed)} movie texts, dim {embeddings.shape[1]}")
-
-
-def _encoder_args(config: dict) -> dict:
-    return {
-        "model_name": config["embedding"]["model"],
-        "batch_size": config["embedding"]["batch_size"],
-    }
 
 
 if __name__ == "__main__":

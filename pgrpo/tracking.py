@@ -65,8 +65,7 @@ class Tracker:
         if self.enabled and self.run_id:
             import mlflow
 
-            safe = {k.replace("/", "."): float(v) for k, v in metrics.items()}
-            mlflow.log_metrics(safe, step=step)
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
     def end(self, status: str = "FINISHED") -> None:
         if self.enabled and self.run_id:

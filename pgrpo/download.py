@@ -18,7 +18,8 @@ from pathlib import Path
 
 from pgrpo.io import PgrpoError, atomic_path, run_cli
 
-# Pinned sources: name -> (url, sha256, size in bytes, folder inside the archive).
+# Pinned sources: name -> (url, sha256, size in bytes, folder inside the archive). The ml-1m
+# checksum is the one TensorFlow Datasets records for this URL (not verified here: no internet).
 SOURCES = {
     "ml-1m": (
         "https://files.grouplens.org/datasets/movielens/ml-1m.zip",

@@ -96,4 +96,3 @@ def config_hash(config: dict) -> str:
     """Short stable hash of a validated config (for run tags and manifests)."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
-

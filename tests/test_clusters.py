@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from entrypoints import one_error_line, run_entry
 from sklearn.metrics import adjusted_rand_score
 
 from pgrpo.cluster import assign_clusters, kmeans_clusters, random_clusters, relabel_by_size
@@ -44,25 +43,7 @@ def write_npz(path: Path, num_users: int, dim: int = 8, seed: int = 0) -> Path:
 
 
 def run_cluster(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "pgrpo.cluster", "--config", str(TEST_CONFIG), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=300,
-    )
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
+    return run_entry("pgrpo.cluster", "--config", str(TEST_CONFIG), *args, cwd=cwd)
 
 
 # ------------------------------------------------------------------------- clusters

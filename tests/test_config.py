@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from entrypoints import cli_env
 
 from pgrpo.config import SCHEMA_PATH, load_config, validate_config
 from pgrpo.io import PgrpoError
@@ -51,14 +51,6 @@ def error_of(config, source: str = "cfg.yaml") -> str:
     assert "\n" not in message, message
     assert message.startswith(f"{source}: "), message
     return message
-
-
-def cli_env() -> dict:
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    # the subprocesses import pgrpo from this checkout, like the tests themselves
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
 
 
 # ------------------------------------------------------------------------- valid configs

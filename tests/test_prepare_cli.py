@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from entrypoints import one_error_line, run_entry
 
 from pgrpo.config import validate_config
 from pgrpo.io import read_jsonl
@@ -64,26 +64,8 @@ def write_config(tmp_path: Path, raw: Path) -> Path:
 
 
 def prepare_cli(tmp_path: Path, raw: Path, out: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     config = write_config(tmp_path, raw)
-    return subprocess.run(
-        [sys.executable, "-m", "pgrpo.prepare", "--config", str(config), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
+    return run_entry("pgrpo.prepare", "--config", str(config), "--out", str(out), cwd=tmp_path)
 
 
 # ------------------------------------------------------------------------- bad input

@@ -12,7 +12,6 @@ import torch
 from pgrpo.io import PgrpoError, atomic_path
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-BUILTIN_MODELS = ("smollm2-135m", "tiny")
 
 
 @dataclass

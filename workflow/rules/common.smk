@@ -6,6 +6,7 @@ import yaml
 
 from pgrpo.config import validate_config
 from pgrpo.models import model_dir_name
+from pgrpo.prepare import OUTPUT_FILES
 
 validate_config(config, ", ".join(map(str, workflow.configfiles)) or "config")
 
@@ -18,7 +19,7 @@ CLUSTERS = (
     f"{OUTPUTS}/movielens/clusters/"
     f"{config['clustering']['method']}_k{config['clustering']['num_clusters']}.json"
 )
-PREPARED_FILES = ["items.jsonl", "train.jsonl", "validation.jsonl", "test.jsonl", "histories.json"]
+PREPARED_FILES = list(OUTPUT_FILES)
 
 
 def effective_config():

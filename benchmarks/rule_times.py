@@ -9,12 +9,10 @@ writes, so the figures are the pipeline's own measurements:
 from __future__ import annotations
 
 import csv
-import os
-import platform
 import sys
 from pathlib import Path
 
-import torch
+from workload import machine
 
 
 def read_benchmarks(folder: Path) -> list[tuple[str, float, float]]:
@@ -26,12 +24,6 @@ def read_benchmarks(folder: Path) -> list[tuple[str, float, float]]:
         max_rss = record.get("max_rss", "NA")
         rows.append((path.stem, float(record["s"]), float(max_rss) if max_rss != "NA" else 0.0))
     return rows
-
-
-def machine() -> str:
-    cpus = len(os.sched_getaffinity(0))
-    cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {cpus} CPU cores, torch {torch.__version__}"
 
 
 def main() -> None:

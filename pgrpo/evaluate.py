@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from pgrpo.config import load_config
 from pgrpo.io import read_jsonl, run_cli, write_json
-from pgrpo.models import load_adapter, load_base_model, load_tokenizer, stop_token_ids
+from pgrpo.models import autocast, load_adapter, load_base_model, load_tokenizer, stop_token_ids
 from pgrpo.rollout import encode_prompts, generate
 from pgrpo.train import load_clusters, load_task
 
@@ -90,10 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.adapter:
         model = load_adapter(model, args.adapter)
     model.eval()
-    texts = answer_all(
-        model, tokenizer, task, examples, cfg["batch_size"], cfg["max_new_tokens"],
-        progress=not args.no_progress,
-    )  # fmt: skip
+    with autocast(config["model"]["precision"]):
+        texts = answer_all(
+            model, tokenizer, task, examples, cfg["batch_size"], cfg["max_new_tokens"],
+            progress=not args.no_progress,
+        )  # fmt: skip
     scores = [task.score(t, e) for t, e in zip(texts, examples, strict=True)]
     report = accuracy_report(
         [s[0] for s in scores],

@@ -128,20 +128,23 @@ def policy_loss(
     return loss, stats
 
 
-def token_log_probs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """log pi(token_t | context) = logits[token_t] - logsumexp(logits), in at least float32.
+def token_log_probs(
+    logits: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor | None = None
+) -> torch.Tensor:
+    """log pi(token | context) = logits[token] - logsumexp(logits), in at least float32.
 
-    logits [batch, seq, vocab], tokens [batch, seq] -> [batch, seq] float32 (float64 for
-    float64 logits). Half-precision
-    logits are upcast one sequence at a time, so no full float32 copy of [batch, seq, vocab]
-    is ever held.
+    logits [batch, seq, vocab], tokens [batch, n] -> [batch, n] float32 (float64 for float64
+    logits). Token i is scored with the logits at ``positions[i]`` ([n], several tokens may
+    share one position), or at position i when ``positions`` is None (then n = seq). No
+    float32 copy of half-precision logits is held for more than one sequence at a time.
     """
+    if positions is None:
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+    rows = torch.arange(tokens.shape[0], device=tokens.device)[:, None]
+    picked = logits[rows, positions[None], tokens]  # [batch, n]
     if logits.dtype in (torch.float32, torch.float64):
-        picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # [batch, seq]
-        return picked - torch.logsumexp(logits, dim=-1)
-    rows = []
-    for row_logits, row_tokens in zip(logits, tokens, strict=True):  # [seq, vocab], [seq]
-        row = row_logits.float()  # [seq, vocab]
-        picked = row.gather(-1, row_tokens.unsqueeze(-1)).squeeze(-1)  # [seq]
-        rows.append(picked - torch.logsumexp(row, dim=-1))
-    return torch.stack(rows)  # [batch, seq]
+        normaliser = torch.logsumexp(logits, dim=-1)  # [batch, seq]
+    else:
+        normaliser = torch.stack([torch.logsumexp(row.float(), dim=-1) for row in logits])
+        picked = picked.float()
+    return picked - normaliser[:, positions]

@@ -168,3 +168,19 @@ def stop_token_ids(tokenizer) -> list[int]:
         if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
             ids.add(token_id)
     return sorted(i for i in ids if i is not None)
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(precision: str, device: torch.device | str = "cpu"):
+    """The compute precision of forward passes: ``fp32``, or ``bf16`` mixed precision.
+
+    ``bf16`` keeps float32 weights, adapter and optimiser state, and runs matrix products in
+    bfloat16 (``torch.autocast``); log-probs, losses and rewards stay float32. On CPUs with
+    AVX512-BF16 or AMX and on current GPUs it is 2-3x faster than fp32.
+    """
+    if precision not in PRECISIONS:
+        raise PgrpoError(f"model.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")

@@ -1,10 +1,14 @@
 """Rollouts: sample G completions per prompt, and score completion tokens under a policy.
 
-Both run each prompt ONCE and share its key/value cache among its G completions
-(``batch_repeat_interleave``), instead of G copies of the full sequence. For MovieLens
-prompts of ~200 tokens and answers of a few tokens, that is most of the work saved, in
-generation and in the training forward/backward alike; ``full_sequence_log_probs`` is the
-plain computation kept as the reference the shared path is tested against.
+Both lay each prompt and its G completions out as ONE tree-shaped sequence: the prompt's
+tokens once, then the G completions side by side, with an attention mask that lets every
+completion see the prompt and its own earlier tokens but not its siblings, and position ids
+that restart each completion right after the prompt. The prompt is therefore computed once
+for its whole group, with no copy of its key/value cache per completion (a cache repeated G
+times is G times the memory traffic of the prompt). For MovieLens prompts of ~250 tokens and
+answers of a few tokens that is most of the work saved, in generation and in the training
+forward/backward alike; ``full_sequence_log_probs`` is the plain computation (G full copies)
+kept as the reference the tree path is tested against.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from transformers import DynamicCache
 
 from pgrpo.loss import token_log_probs
 
@@ -27,13 +32,22 @@ class PromptBatch:
     def lengths(self) -> torch.Tensor:  # [prompts]
         return self.mask.sum(-1)
 
+    @property
+    def positions(self) -> torch.Tensor:  # [prompts, prompt_len]; pads get 0
+        return (self.mask.cumsum(-1) - 1).clamp(min=0)
+
 
 @dataclass
 class Completions:
-    """Sampled completions, right-padded: ``ids``/``mask`` [prompts * G, new_tokens]."""
+    """Sampled completions, right-padded: ``ids``/``mask`` [prompts * G, new_tokens].
+
+    ``log_probs`` (from :func:`generate`) are the sampled tokens' log-probabilities under the
+    policy that sampled them (logits at temperature 1), 0 where masked.
+    """
 
     ids: torch.Tensor
     mask: torch.Tensor
+    log_probs: torch.Tensor | None = None
 
 
 def encode_prompts(tokenizer, conversations: list[list[dict]], device="cpu") -> PromptBatch:
@@ -46,21 +60,57 @@ def encode_prompts(tokenizer, conversations: list[list[dict]], device="cpu") -> 
     return PromptBatch(enc["input_ids"].to(device), enc["attention_mask"].to(device))
 
 
-def _prefill(model, prompts: PromptBatch, group_size: int, logits_to_keep: int = 1):
-    """Run the prompts once; return last-position logits and the cache, each repeated G times."""
-    position_ids = (prompts.mask.cumsum(-1) - 1).clamp(min=0)  # [P, Lp]
+@dataclass
+class Prefill:
+    """The prompts run once: last-position ``logits`` [P, V] and their key/value ``cache``.
+
+    Made with gradients enabled, it serves both the sampling (through a detached copy) and
+    the training pass (which backpropagates into it): the prompt is computed once per step.
+    """
+
+    logits: torch.Tensor
+    cache: DynamicCache
+
+    def cache_copy(self, model, detach: bool) -> DynamicCache:
+        """A new cache holding the prompts' keys and values (a forward pass appends to it)."""
+        layers = [
+            (k.detach(), v.detach()) if detach else (k, v)
+            for k, v, *_ in self.cache  # type: ignore[misc]
+        ]
+        return DynamicCache(layers, config=model.config)
+
+
+def prefill(model, prompts: PromptBatch) -> Prefill:
+    """Run the prompts once (with or without gradients, as the caller's context says)."""
     out = model(
-        input_ids=prompts.ids,
-        attention_mask=prompts.mask,
-        position_ids=position_ids,
-        use_cache=True,
-        logits_to_keep=logits_to_keep,
-    )
-    cache = out.cache
-    if group_size > 1:
-        cache.batch_repeat_interleave(group_size)
-    last_logits = out.logits[:, -1].repeat_interleave(group_size, 0)  # [P*G, V]
-    return last_logits, cache
+        input_ids=prompts.ids, attention_mask=prompts.mask, position_ids=prompts.positions,
+        use_cache=True, logits_to_keep=1,
+    )  # fmt: skip
+    return Prefill(out.logits[:, -1], out.cache)
+
+
+def tree_attention_mask(
+    model, valid: torch.Tensor, segment: torch.Tensor, query_index: torch.Tensor
+) -> torch.Tensor:
+    """The 4D attention mask of tree-shaped sequences, in the form ``model``'s attention takes.
+
+    ``valid`` [P, K]: which keys are real tokens; ``segment`` [K]: 0 for prompt keys (seen by
+    every query), g + 1 for keys of completion g (seen only by that completion's later tokens);
+    ``query_index`` [Q]: each query's own index on the key axis. A query sees a key when the key
+    is real, not after the query, and in the prompt or in the query's own completion. Every
+    query sees itself, so that no row is empty (padding rows are computed but never read).
+    """
+    keys = torch.arange(segment.shape[0], device=segment.device)
+    query = query_index[:, None]  # [Q, 1]
+    same = (segment[None] == 0) | (segment[None] == segment[query_index][:, None])
+    allowed = (keys[None] <= query) & same  # [Q, K]
+    allowed = (allowed[None] & valid[:, None].bool()) | (keys[None] == query)[None]  # [P, Q, K]
+    allowed = allowed[:, None]  # [P, 1, Q, K], shared by all heads
+    if model.config._attn_implementation == "sdpa":
+        return allowed
+    dtype = model.get_input_embeddings().weight.dtype
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return bias.masked_fill_(~allowed, torch.finfo(dtype).min)
 
 
 @torch.no_grad()
@@ -74,70 +124,92 @@ def generate(
     temperature: float = 1.0,
     greedy: bool = False,
     generator: torch.Generator | None = None,
+    prefilled: Prefill | None = None,
 ) -> Completions:
-    """Sample ``group_size`` completions per prompt with a shared-prompt key/value cache.
+    """Sample ``group_size`` completions per prompt; each prompt is computed once.
 
-    Stops a completion at its first stop token (kept, masked in) and the whole batch as soon
-    as every completion has stopped, so one-letter answers cost one decoding step.
+    The key/value cache holds each prompt once (batch = prompts); decoding step t feeds the G
+    new tokens of every prompt as G queries with a tree mask. Stops a completion at its first
+    stop token (kept, masked in) and the whole batch as soon as every completion has stopped,
+    so one-letter answers cost one decoding step. ``prefilled``: the prompts already run by
+    :func:`prefill` (left untouched, so that the training pass can reuse them).
     """
-    logits, cache = _prefill(model, prompts, group_size)
-    attention = prompts.mask.repeat_interleave(group_size, 0)  # [B, Lp]
-    position = prompts.lengths.repeat_interleave(group_size, 0)  # [B] next position id
+    n_prompts, g = prompts.ids.shape[0], group_size
+    if prefilled is None:
+        prefilled = prefill(model, prompts)
+    cache = prefilled.cache_copy(model, detach=True)
+    logits = prefilled.logits.detach().repeat_interleave(g, 0)  # [B, V]
+    valid, segment = prompts.mask.bool(), torch.zeros_like(prompts.ids[0])
+    own_segment = torch.arange(1, g + 1, device=segment.device)
     stop = torch.tensor(stop_ids, dtype=torch.long, device=logits.device)
-    done = torch.zeros(attention.shape[0], dtype=torch.bool, device=logits.device)
-    tokens, masks = [], []
+    done = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
+    tokens, masks, log_probs = [], [], []
     for step in range(max_new_tokens):
+        logits = logits.float()
         if greedy:
             token = logits.argmax(-1)
         else:
-            probs = torch.softmax(logits.float() / temperature, dim=-1)
+            probs = torch.softmax(logits / temperature, dim=-1)
             token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         alive = ~done
         token = torch.where(alive, token, torch.full_like(token, pad_id))
         tokens.append(token)
         masks.append(alive.long())
+        log_probs.append(token_log_probs(logits[:, None], token[:, None])[:, 0] * alive)
         done = done | torch.isin(token, stop)
         if bool(done.all()) or step == max_new_tokens - 1:
             break
-        attention = torch.cat([attention, alive.long()[:, None]], dim=1)
+        valid = torch.cat([valid, alive.view(n_prompts, g)], dim=1)
+        segment = torch.cat([segment, own_segment])
+        query_index = torch.arange(valid.shape[1] - g, valid.shape[1], device=valid.device)
         out = model(
-            input_ids=token[:, None],
-            attention_mask=attention,
-            position_ids=position[:, None],
+            input_ids=token.view(n_prompts, g),
+            attention_mask=tree_attention_mask(model, valid, segment, query_index),
+            position_ids=(prompts.lengths + step)[:, None].expand(n_prompts, g),
             cache=cache,
             use_cache=True,
         )
-        cache, logits = out.cache, out.logits[:, -1]
-        position = position + 1
-    return Completions(torch.stack(tokens, 1), torch.stack(masks, 1))
+        cache, logits = out.cache, out.logits.reshape(n_prompts * g, -1)
+    return Completions(torch.stack(tokens, 1), torch.stack(masks, 1), torch.stack(log_probs, 1))
 
 
 def completion_log_probs(
-    model, prompts: PromptBatch, completions: Completions, group_size: int
+    model,
+    prompts: PromptBatch,
+    completions: Completions,
+    group_size: int,
+    prefilled: Prefill | None = None,
 ) -> torch.Tensor:
-    """Log-probs of completion tokens [P*G, T], each prompt run once for its G completions.
+    """Log-probs of completion tokens [P*G, T]; each prompt is computed once for its group.
 
-    Gradients flow through the shared prompt cache, so the result and its gradient equal
-    ``full_sequence_log_probs`` (tested) at a fraction of the cost.
+    After the prompts (``prefilled``, or run here), one forward pass feeds every prompt's G
+    completions side by side as tree sequences. Gradients reach the prompt's keys and values
+    from every completion, so the result and its gradient equal ``full_sequence_log_probs``
+    (tested) at a fraction of the cost.
     """
-    first_logits, cache = _prefill(model, prompts, group_size)  # [B, V]
-    lengths = prompts.lengths.repeat_interleave(group_size, 0)  # [B]
-    steps = completions.ids.shape[1]
-    first = token_log_probs(first_logits[:, None], completions.ids[:, :1])  # [B, 1]
-    if steps == 1:
-        return first
-    attention = torch.cat([prompts.mask.repeat_interleave(group_size, 0), completions.mask], 1)
-    offsets = torch.arange(steps - 1, device=lengths.device)
-    position_ids = lengths[:, None] + offsets[None]  # [B, T-1]
+    if prefilled is None:
+        prefilled = prefill(model, prompts)
+    n_prompts, prompt_len = prompts.ids.shape
+    g, steps = group_size, completions.ids.shape[1]
+    device = prompts.ids.device
+    tree_ids = completions.ids.reshape(n_prompts, g * steps)
+    valid = torch.cat([prompts.mask, completions.mask.reshape(n_prompts, g * steps)], 1)
+    completion = torch.arange(1, g + 1, device=device).repeat_interleave(steps)  # [G*T]
+    segment = torch.cat([torch.zeros(prompt_len, dtype=torch.long, device=device), completion])
+    offset = torch.arange(steps, device=device).repeat(g)  # token t of each completion
     out = model(
-        input_ids=completions.ids[:, :-1],
-        attention_mask=attention[:, :-1],
-        position_ids=position_ids,
-        cache=cache,
-        use_cache=True,
+        input_ids=tree_ids,
+        attention_mask=tree_attention_mask(
+            model, valid, segment, torch.arange(prompt_len, segment.shape[0], device=device)
+        ),
+        position_ids=prompts.lengths[:, None] + offset[None],
+        cache=prefilled.cache_copy(model, detach=False),
     )
-    rest = token_log_probs(out.logits, completions.ids[:, 1:])  # [B, T-1]
-    return torch.cat([first, rest], dim=1)
+    logits = torch.cat([prefilled.logits[:, None], out.logits], dim=1)  # [P, 1 + G*T, V]
+    # Token t of completion j is predicted by the prompt's last position (t = 0) or by token
+    # t - 1 of the same completion, at index 1 + j*T + t - 1 = j*T + t of ``logits``.
+    source = torch.where(offset == 0, 0, torch.arange(g * steps, device=device))
+    return token_log_probs(logits, tree_ids, source).reshape(n_prompts * g, steps)
 
 
 def full_sequence_log_probs(

@@ -1,12 +1,18 @@
 """The GRPO / P-GRPO loop: rollout -> rewards -> advantages -> clipped surrogate + KL -> AdamW.
 
 One step, for ``prompts_per_step`` prompts split across processes:
-  1. sample G completions per prompt from the current policy (shared prompt cache);
+  1. run the prompts once (with gradients) and sample G completions per prompt from that
+     prefill (each prompt computed once for its group, see ``pgrpo.rollout``);
   2. score them with the task's reward;
   3. gather rewards and cluster ids from every process, so that every process computes the
      same advantages and holds the same cluster statistics;
   4. advantages: GRPO (generation group) or P-GRPO (running statistics of the user's cluster);
-  5. per-token clipped surrogate + beta * k3 KL against the base model (adapter disabled).
+  5. per-token clipped surrogate + beta * k3 KL against the base model (adapter disabled);
+     the policy's log-probs reuse the step-1 prefill, so no prompt is run twice by the policy.
+
+Timings per step: time/generate (prefill + sampling), time/score, time/advantages,
+time/log_probs (policy and reference passes), time/backward, time/optimizer; and the number of
+completion tokens sampled (completion_tokens).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import torch
 
 from pgrpo.advantages import ClusterRewardStats, group_advantages, pgrpo_advantages
 from pgrpo.loss import policy_loss
-from pgrpo.rollout import completion_log_probs, encode_prompts, generate
+from pgrpo.models import autocast
+from pgrpo.rollout import completion_log_probs, encode_prompts, generate, prefill
 
 
 @dataclass
@@ -29,7 +36,7 @@ class TrainSettings:
     """Hyperparameters of one training run (config section ``train``)."""
 
     method: str = "pgrpo"
-    steps: int = 60
+    steps: int = 100
     prompts_per_step: int = 4
     group_size: int = 16
     max_new_tokens: int = 4
@@ -41,12 +48,15 @@ class TrainSettings:
     advantage_eps: float = 1e-4
     log_every: int = 1
     seed: int = 0
+    precision: str = "bf16"
 
     @classmethod
     def from_config(cls, config: dict, method: str) -> TrainSettings:
         train = config["train"]
         fields = {k: train[k] for k in cls.__dataclass_fields__ if k in train}
-        return cls(**fields, method=method, seed=config["seed"])
+        return cls(
+            **fields, method=method, seed=config["seed"], precision=config["model"]["precision"]
+        )
 
 
 def seed_everything(seed: int) -> None:
@@ -117,11 +127,18 @@ class Trainer:
         timings = {}
 
         t0 = time.perf_counter()
-        model.eval()
-        completions = generate(
-            model, prompts, s.group_size, s.max_new_tokens, self.stop_ids,
-            self.tokenizer.pad_token_id, s.temperature, generator=self.generator,
-        )  # fmt: skip
+        model.train()
+        precision = autocast(s.precision, acc.device)
+        with precision:
+            # The prompts run once, with gradients: sampling reads a detached copy of their
+            # cache and the training pass below backpropagates into it (one iteration per
+            # batch, so the sampling policy is the policy being updated).
+            prefilled = prefill(model, prompts)
+            completions = generate(
+                model, prompts, s.group_size, s.max_new_tokens, self.stop_ids,
+                self.tokenizer.pad_token_id, s.temperature, generator=self.generator,
+                prefilled=prefilled,
+            )  # fmt: skip
         timings["time/generate"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -140,24 +157,31 @@ class Trainer:
         rewards = acc.gather(local_rewards).cpu()  # [prompts * G], same order as the global batch
         clusters = acc.gather(local_clusters).cpu()
         parsed = acc.gather(local_parsed).cpu()
+        timings["time/score"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
         advantages_all = compute_advantages(rewards, clusters, s, self.cluster_stats)
         n_local = local_rewards.shape[0]
         start = acc.process_index * n_local
         advantages = advantages_all[start : start + n_local].to(dev)
-        timings["time/score"] = time.perf_counter() - t0
+        timings["time/advantages"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        model.train()
-        logp = completion_log_probs(model, prompts, completions, s.group_size)  # [B, T]
-        ref_logp = None
-        if s.beta > 0:
-            with torch.no_grad(), model.disable_adapter():
-                ref_logp = completion_log_probs(model, prompts, completions, s.group_size)
+        with precision:
+            logp = completion_log_probs(model, prompts, completions, s.group_size, prefilled)
+            ref_logp = None
+            if s.beta > 0:
+                with torch.no_grad(), model.disable_adapter():
+                    ref_logp = completion_log_probs(model, prompts, completions, s.group_size)
+        del prefilled
         mask = completions.mask.float()
         loss, stats = policy_loss(
             logp, logp.detach(), ref_logp, advantages, mask, beta=s.beta,
             clip_low=s.clip_eps, clip_high=s.clip_eps,
         )  # fmt: skip
+        timings["time/log_probs"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
         loss.backward()
         self._average_gradients()
         timings["time/backward"] = time.perf_counter() - t0
@@ -167,6 +191,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         timings["time/optimizer"] = time.perf_counter() - t0
 
+        tokens = acc.reduce(completions.mask.sum(), "sum").item()
+        timings["completion_tokens"] = tokens
         return self._metrics(rewards, clusters, parsed, advantages_all, loss, stats, timings)
 
     def _average_gradients(self) -> None:

@@ -1,4 +1,5 @@
-"""Generation and completion log-probs with a shared prompt cache equal the plain computation."""
+"""Generation and completion log-probs over tree sequences (each prompt once, its G completions
+side by side) equal the plain computation on G full copies of prompt + completion."""
 
 from __future__ import annotations
 
@@ -13,18 +14,19 @@ from pgrpo.rollout import (
     completion_log_probs,
     full_sequence_log_probs,
     generate,
+    prefill,
 )
 
 PAD, STOP = 0, 1
 
 
-def tiny_policy(seed: int = 0):
+def tiny_policy(seed: int = 0, attention: str = "sdpa"):
     torch.manual_seed(seed)
     # Large initial weights, so that positions and attention visibly change the argmax.
     config = LlamaConfig(
         vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, pad_token_id=PAD, eos_token_id=STOP,
-        initializer_range=0.5,
+        initializer_range=0.5, attn_implementation=attention,
     )  # fmt: skip
     model = LlamaForCausalLM(config)
     model.requires_grad_(False)
@@ -59,14 +61,21 @@ def some_completions(groups: int, group_size: int, steps: int, seed: int) -> Com
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18, 19]]
 
 
+# sdpa takes a boolean mask, eager an additive float one. float64 weights (Llama's RMSNorm
+# still rounds through float32, hence rtol 1e-4); eager in float32, because transformers' own
+# float64 eager mask turns left-padding rows into NaN in the plain reference computation.
+TOLERANCES = {"sdpa": (torch.float64, 1e-6, 1e-4), "eager": (torch.float32, 1e-5, 1e-3)}
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @pytest.mark.parametrize("group_size,steps", [(1, 1), (3, 1), (3, 4), (4, 6)])
-def test_shared_prompt_log_probs_and_gradients_equal_full_sequences(group_size, steps):
-    # float64 weights; Llama's RMSNorm still rounds through float32, hence rtol 1e-4.
-    policy = tiny_policy().double()
+def test_tree_log_probs_and_gradients_equal_full_sequences(group_size, steps, attention):
+    dtype, atol, grad_rtol = TOLERANCES[attention]
+    policy = tiny_policy(attention=attention).to(dtype)
     prompts = left_padded(PROMPTS)
     completions = some_completions(len(PROMPTS), group_size, steps, seed=steps)
     g = torch.Generator().manual_seed(1)
-    weights = torch.randn(completions.ids.shape, generator=g, dtype=torch.float64)
+    weights = torch.randn(completions.ids.shape, generator=g, dtype=dtype)
     params = [p for p in policy.parameters() if p.requires_grad]
 
     def loss_and_grads(fn):
@@ -77,10 +86,70 @@ def test_shared_prompt_log_probs_and_gradients_equal_full_sequences(group_size, 
     shared, shared_grads = loss_and_grads(completion_log_probs)
     full, full_grads = loss_and_grads(full_sequence_log_probs)
     mask = completions.mask.bool()
-    torch.testing.assert_close(shared[mask], full[mask], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(shared[mask], full[mask], rtol=atol, atol=atol)
     for a, b in zip(shared_grads, full_grads, strict=True):
         assert b.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=grad_rtol, atol=1e-7)
+
+
+def test_one_prefill_serves_sampling_and_the_training_pass():
+    """The trainer's fused step: prompts run once with gradients, sampled from, then trained
+    on. Log-probs and gradients equal the plain computation, and sampling leaves the
+    prefill's cache as it was."""
+    policy = tiny_policy(seed=2).double()
+    prompts = left_padded(PROMPTS)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    prefilled = prefill(policy, prompts)
+    lengths = [k.shape[-2] for k, _, *_ in prefilled.cache]
+    g = torch.Generator().manual_seed(3)
+    completions = generate(policy, prompts, 3, 4, [STOP], PAD, generator=g, prefilled=prefilled)
+    assert [k.shape[-2] for k, _, *_ in prefilled.cache] == lengths
+    assert completions.ids.shape[1] > 1  # the decoding steps ran on a copy of the cache
+    fused = completion_log_probs(policy, prompts, completions, 3, prefilled)
+    plain = full_sequence_log_probs(policy, prompts, completions, 3)
+    mask = completions.mask.bool()
+    torch.testing.assert_close(fused[mask], plain[mask], rtol=1e-6, atol=1e-6)
+    weights = torch.randn(completions.ids.shape, generator=g, dtype=torch.float64)
+    fused_grads = torch.autograd.grad((fused * weights * mask).sum(), params)
+    plain_grads = torch.autograd.grad((plain * weights * mask).sum(), params)
+    for a, b in zip(fused_grads, plain_grads, strict=True):
+        assert b.abs().max() > 0
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_sampling_log_probs_equal_full_sequences(attention):
+    """Each sampled token's log-prob while decoding (G siblings side by side in one cache)
+    equals its log-prob on its own full sequence: siblings never see each other."""
+    policy = tiny_policy(seed=9, attention=attention).eval()
+    prompts = left_padded(PROMPTS)
+    g = torch.Generator().manual_seed(0)
+    out = generate(policy, prompts, 4, 6, [STOP], PAD, generator=g)
+    assert out.ids.shape[1] == 6
+    with torch.no_grad():
+        plain = full_sequence_log_probs(policy, prompts, out, 4)
+    mask = out.mask.bool()
+    assert len(set(map(tuple, out.ids.tolist()))) > len(PROMPTS)  # siblings differ
+    torch.testing.assert_close(out.log_probs[mask], plain[mask], rtol=1e-4, atol=1e-4)
+    assert (out.log_probs[~mask] == 0).all()
+
+
+def test_bf16_autocast_log_probs_stay_close_to_float32():
+    from pgrpo.models import autocast
+
+    policy = tiny_policy(seed=10)
+    prompts = left_padded(PROMPTS)
+    completions = some_completions(len(PROMPTS), 3, 4, seed=4)
+    with torch.no_grad():
+        exact = completion_log_probs(policy, prompts, completions, 3)
+        with autocast("bf16"):
+            mixed = completion_log_probs(policy, prompts, completions, 3)
+            plain = full_sequence_log_probs(policy, prompts, completions, 3)
+    mask = completions.mask.bool()
+    assert mixed.dtype == torch.float32
+    assert not torch.equal(mixed[mask], exact[mask])  # bf16 really ran
+    torch.testing.assert_close(mixed[mask], exact[mask], rtol=0.05, atol=0.05)
+    torch.testing.assert_close(mixed[mask], plain[mask], rtol=0.05, atol=0.05)
 
 
 def test_left_padding_does_not_change_a_prompts_log_probs():

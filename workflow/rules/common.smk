@@ -65,3 +65,15 @@ def final_targets():
         f"{RESULTS}/tables/movielens.md",
         f"{RESULTS}/figures/movielens_reward_curves.png",
     ]
+
+
+def evaluation_inputs(wildcards):
+    """Model, test data and clusters; plus the trained adapter, unless method is "base"."""
+    inputs = {
+        "model": MODEL_DIR,
+        "data": expand(f"{MOVIELENS}/{{name}}", name=["items.jsonl", "test.jsonl"]),
+        "clusters": CLUSTERS,
+    }
+    if wildcards.method != "base":
+        inputs["adapter"] = f"{OUTPUTS}/movielens/{wildcards.method}/adapter"
+    return inputs

@@ -16,7 +16,8 @@ rule materialize_model:
         runtime=30,
     params:
         config=CONFIG,
-        model=config["model"],
+        # Only what changes the checkpoint (not model.precision, a compute setting).
+        model={k: config["model"][k] for k in ("name", "trust_remote_code")},
         seed=config["seed"],
     message:
         "Materialising base model {params.model[name]}"

@@ -28,6 +28,7 @@ rule train:
         launch=accelerate_launch(),
         train=config["train"],
         lora=config["lora"],
+        model=config["model"],
         seed=config["seed"],
     message:
         "Training {wildcards.method} for {params.train[steps]} steps"

@@ -1,0 +1,178 @@
+"""Training-step throughput: pgrpo's trainer (GRPO and P-GRPO) against TRL's GRPOTrainer.
+
+Each trainer runs in a process of its own on the same workload (``workload.py``): warm-up
+steps, then ``--repeats`` measured steps (medians reported), then one step whose FLOPs are
+counted with ``torch.utils.flop_counter`` (not timed). Printed: step time split into
+generation, scoring, log-prob passes + backward and optimiser; prompts/s and completion
+tokens/s; the ratio to TRL; P-GRPO's overhead over GRPO (the cluster-statistics update, timed
+inside the step); FLOPs per step against this machine's measured matmul throughput; peak
+memory. Defaults are the settings of the performance issue's TRL reference point
+(SmolLM2-135M, 8 prompts x G=4, 10-title history, 4 new tokens, LoRA r=16 on q/v, beta 0.04,
+fp32, 2 threads):
+
+    ./with-venv python benchmarks/step_throughput.py
+    ./with-venv python benchmarks/step_throughput.py --precision bf16
+    ./with-venv python benchmarks/step_throughput.py --model tiny --repeats 2 --trainers grpo,trl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from workload import (
+    lora,
+    machine,
+    matmul_flops_per_second,
+    model_dir,
+    parser,
+    peak_rss_gb,
+    workload,
+)
+
+HERE = Path(__file__).resolve().parent
+PARTS = ("generate", "score", "train", "optimizer")
+
+
+def run_pgrpo(args, method: str) -> dict:
+    """pgrpo's Trainer, stepped by hand on the workload's prompts."""
+    from accelerate import Accelerator
+
+    from pgrpo.models import add_lora, load_base_model, load_tokenizer, stop_token_ids
+    from pgrpo.rollout import encode_prompts
+    from pgrpo.trainer import Trainer, TrainSettings
+
+    torch.set_num_threads(args.threads)
+    task, per_step, clusters = workload(args)
+    folder = model_dir(args)
+    tokenizer = load_tokenizer(folder)
+    settings = TrainSettings(
+        method=method, steps=len(per_step), prompts_per_step=args.prompts,
+        group_size=args.group_size, max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature, learning_rate=args.learning_rate, beta=args.beta,
+        seed=args.seed, precision=args.precision,
+    )  # fmt: skip
+    trainer = Trainer(
+        add_lora(load_base_model(folder), lora(args)), tokenizer, task,
+        Accelerator(cpu=not torch.cuda.is_available()), settings, 4, stop_token_ids(tokenizer),
+    )  # fmt: skip
+    records = []
+    for step, batch in enumerate(per_step[:-1]):
+        start = time.perf_counter()
+        m = trainer.step(step, batch, clusters)
+        wall = time.perf_counter() - start
+        record = {
+            "generate": m["time/generate"],
+            "score": m["time/score"] + m["time/advantages"],
+            "train": m["time/log_probs"] + m["time/backward"],
+            "optimizer": m["time/optimizer"],
+            "advantages": m["time/advantages"],
+            "step": wall,
+            "completion_tokens": m["completion_tokens"],
+        }
+        if step >= args.warmup:
+            records.append(record)
+    with FlopCounterMode(display=False) as counter:
+        trainer.step(len(per_step) - 1, per_step[-1], clusters)
+    lengths = [
+        int(encode_prompts(tokenizer, [task.messages(e)]).lengths[0])
+        for batch in per_step
+        for e in batch
+    ]
+    return {
+        "trainer": method,
+        "steps": records,
+        "flops_per_step": counter.get_total_flops(),
+        "peak_rss_gb": peak_rss_gb(),
+        "prompt_tokens_mean": statistics.mean(lengths),
+    }
+
+
+def run_child(name: str, argv: list[str], folder: Path) -> dict:
+    """Run one trainer in a fresh process; its JSON result."""
+    result = folder / f"{name}.json"
+    script = HERE / ("trl_step.py" if name == "trl" else "step_throughput.py")
+    cmd = [sys.executable, str(script), *argv, "--only", name, "--result", str(result)]
+    print(f"running {name} ...", file=sys.stderr, flush=True)
+    subprocess.run(cmd, check=True, stdout=sys.stderr)  # stdout is the report's
+    return json.loads(result.read_text())
+
+
+def median(result: dict, key: str) -> float:
+    return statistics.median(r[key] for r in result["steps"])
+
+
+def report(args, results: dict[str, dict], peak_flops: float) -> None:
+    label = {"grpo": "pgrpo GRPO", "pgrpo": "pgrpo P-GRPO", "trl": "TRL 1.16 GRPOTrainer"}
+    print(f"machine: {machine()}")
+    lengths = [r["prompt_tokens_mean"] for r in results.values() if "prompt_tokens_mean" in r]
+    prompt_tokens = lengths[0] if lengths else None
+    print(
+        f"workload: {args.model}, {args.prompts} prompts x G={args.group_size}, "
+        f"{args.max_new_tokens} new tokens, history {args.history} titles"
+        + (f" (~{prompt_tokens:.0f} prompt tokens)" if prompt_tokens else "")
+        + f", LoRA r={args.lora_r} q/v, beta {args.beta}, {args.precision}, "
+        f"{args.threads} threads; median of {args.repeats} steps after {args.warmup} warm-up"
+    )
+    print(f"measured matmul peak ({args.precision}, 1024^3): {peak_flops / 1e9:.0f} GFLOP/s")
+    print()
+    print(
+        "| trainer | step (s) | prompts/s | completion tok/s | generate | score | "
+        "log-probs + backward | optimiser | GFLOP/step | GFLOP/s | utilisation | peak RSS |"
+    )
+    print("|---|" + "---:|" * 11)
+    for name, r in results.items():
+        step = median(r, "step")
+        tokens = median(r, "completion_tokens")
+        flops = r["flops_per_step"] or 0.0
+        parts = " | ".join(f"{median(r, p):.2f} s" for p in PARTS)
+        print(
+            f"| {label[name]} | {step:.3g} | {args.prompts / step:.3g} | {tokens / step:.3g} | "
+            f"{parts} | {flops / 1e9:.3g} | {flops / step / 1e9:.3g} | "
+            f"{flops / step / peak_flops:.0%} | {r['peak_rss_gb']:.2f} GB |"
+        )
+    print()
+    if "trl" in results:
+        for name in ("grpo", "pgrpo"):
+            if name in results:
+                ratio = median(results["trl"], "step") / median(results[name], "step")
+                print(f"{label[name]} vs TRL: {ratio:.1f}x the prompts/s")
+    if "grpo" in results and "pgrpo" in results:
+        extra = median(results["pgrpo"], "advantages") - median(results["grpo"], "advantages")
+        step = median(results["pgrpo"], "step")
+        print(
+            f"P-GRPO overhead (cluster statistics + advantages, timed in the step): "
+            f"{extra * 1e3:.2f} ms per step = {extra / step:.4%} of the step; "
+            f"step medians {median(results['grpo'], 'step'):.2f} s (GRPO) vs {step:.2f} s (P-GRPO)"
+        )
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--trainers", default="grpo,pgrpo,trl", help="any of grpo, pgrpo, trl")
+    p.add_argument("--only", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--result", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.only:  # a child: run one of pgrpo's methods, write its result
+        Path(args.result).write_text(json.dumps(run_pgrpo(args, args.only)))
+        return
+    names = [n for n in args.trainers.split(",") if n]
+    unknown = set(names) - {"grpo", "pgrpo", "trl"}
+    if unknown:
+        p.error(f"--trainers: unknown {', '.join(sorted(unknown))} (allowed: grpo, pgrpo, trl)")
+    model_dir(args)  # convert the model once, before the children start
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {n: run_child(n, sys.argv[1:], Path(tmp)) for n in names}
+    report(args, results, matmul_flops_per_second(args.precision, args.threads))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The workload every trainer of the step benchmark runs: model, prompts, LoRA and settings.
+
+Shared by ``step_throughput.py`` (which runs pgrpo's trainer and starts the others) and
+``trl_step.py`` (TRL's GRPOTrainer), so that both sides see the same prompts in the same
+order, the same model, LoRA configuration, group size, completion length, sampling settings,
+beta and precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pgrpo.data.movielens import build_examples, default_raw_dir, load_movielens
+from pgrpo.models import LoraSettings, materialize_model, model_dir_name
+from pgrpo.tasks.movielens import MovieLensTask
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--model", default="smollm2-135m", help="smollm2-135m or tiny")
+    p.add_argument("--models-dir", default="resources/models", help="materialised models")
+    p.add_argument("--prompts", type=int, default=8, help="prompts per step")
+    p.add_argument("--group-size", type=int, default=4)
+    p.add_argument("--max-new-tokens", type=int, default=4)
+    p.add_argument("--history", type=int, default=10, help="titles of history per prompt")
+    p.add_argument("--candidates", type=int, default=4)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--beta", type=float, default=0.04)
+    p.add_argument("--learning-rate", type=float, default=1e-5)
+    p.add_argument("--lora-r", type=int, default=16)
+    p.add_argument("--lora-alpha", type=float, default=32)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--warmup", type=int, default=1, help="steps run before measuring")
+    p.add_argument("--repeats", type=int, default=5, help="steps measured (medians reported)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--trl-option", action="append", default=[], metavar="KEY=VALUE",
+        help="override a GRPOConfig field of the TRL run (JSON value), e.g. "
+        "gradient_checkpointing=false; TRL's own defaults are kept otherwise",
+    )  # fmt: skip
+    return p
+
+
+def lora(args) -> LoraSettings:
+    return LoraSettings(args.lora_r, args.lora_alpha, 0.0, ("q_proj", "v_proj"))
+
+
+def model_dir(args) -> Path:
+    """The materialised checkpoint folder, converted once (as the workflow's rule does)."""
+    folder = Path(args.models_dir) / model_dir_name(args.model)
+    if not (folder / "config.json").is_file():
+        materialize_model(args.model, folder, seed=args.seed)
+    return folder
+
+
+def workload(args) -> tuple[MovieLensTask, list[list[dict]], dict[int, int]]:
+    """(task, the prompts of every step in order, a cluster id per user).
+
+    MovieLens-100K (inside the recbole wheel), one training example per user, a seeded
+    sample; four random preference clusters (their values do not change the work done).
+    """
+    ml = load_movielens("ml-100k", default_raw_dir("ml-100k"))
+    task = MovieLensTask.from_items_frame(ml.items)
+    examples = build_examples(
+        ml, history_length=args.history, num_candidates=args.candidates,
+        max_train_examples_per_user=1, min_ratings=args.history + 3, seed=args.seed,
+    )["train"]  # fmt: skip
+    steps = args.warmup + args.repeats + 1  # + 1: the step whose FLOPs are counted
+    rng = np.random.default_rng(args.seed)
+    picked = rng.choice(len(examples), size=steps * args.prompts, replace=False)
+    chosen = [examples[i] for i in picked]
+    per_step = [chosen[i * args.prompts : (i + 1) * args.prompts] for i in range(steps)]
+    clusters = {int(e["user_id"]): int(rng.integers(4)) for e in examples}
+    return task, per_step, clusters
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def machine() -> str:
+    """CPU model, usable cores and torch build, e.g. for the README's tables."""
+    cpu = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu}, {cores} cores, torch {torch.__version__}"
+
+
+def matmul_flops_per_second(precision: str, threads: int, size: int = 1024) -> float:
+    """Measured dense matmul throughput of this machine (the utilisation denominator)."""
+    import time
+
+    torch.set_num_threads(threads)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        best = min(best, (time.perf_counter() - start) / 10)
+    return 2 * size**3 / best

@@ -1,0 +1,56 @@
+"""The benchmark scripts run end to end and print their figures (no timing is asserted)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_benchmark(*args: str) -> str:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / args[0]), *args[1:]]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and not set(cells[1]) <= {"-", ":"} and cells[0] != "trainer":
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_step_benchmark_runs_pgrpo_and_trl_side_by_side(tmp_path):
+    out = run_benchmark(
+        "step_throughput.py", "--model", "tiny", "--models-dir", str(tmp_path),
+        "--prompts", "2", "--group-size", "2", "--history", "2", "--max-new-tokens", "2",
+        "--warmup", "0", "--repeats", "1",
+    )  # fmt: skip
+    rows = table_rows(out)
+    assert set(rows) == {"pgrpo GRPO", "pgrpo P-GRPO", "TRL 1.16 GRPOTrainer"}
+    for cells in rows.values():
+        step, prompts_per_s = float(cells[0]), float(cells[1])
+        assert step > 0 and abs(prompts_per_s - 2 / step) < 0.01 * prompts_per_s + 1e-3
+        assert float(cells[7]) > 0  # FLOPs were counted
+    assert re.search(r"pgrpo P-GRPO vs TRL: [\d.]+x the prompts/s", out)
+    assert re.search(r"P-GRPO overhead .*: [\d.]+ ms per step", out)
+    assert "measured matmul peak" in out
+
+
+def test_rule_times_reads_snakemake_benchmark_files(tmp_path):
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time"
+    for rule, row in [
+        ("train_pgrpo", "120.5\t0:02:00\t2048"),
+        ("embed_users", "30.0\t0:00:30\t1024"),
+    ]:
+        (tmp_path / f"{rule}.tsv").write_text(f"{header}\n{row}" + "\t0" * 7 + "\n")
+    out = run_benchmark("rule_times.py", str(tmp_path))
+    assert "| train_pgrpo | 2.0 min | 2.00 GB |" in out
+    assert "| embed_users | 0.5 min | 1.00 GB |" in out
+    assert "**2.5 min**" in out

@@ -34,7 +34,11 @@ def _group_view(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 def group_advantages(
-    rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4
+    rewards: torch.Tensor,
+    group_size: int,
+    scale: str = "group",
+    eps: float = 1e-4,
+    unbiased: bool = True,
 ) -> torch.Tensor:
     """GRPO advantage A^_i = (R_i - mean(R_group)) / (std + eps).
 
@@ -42,16 +46,18 @@ def group_advantages(
     scale="group": std of the generation group (DeepSeekMath GRPO);
     scale="batch": std of the whole batch (the group mean is still subtracted);
     scale="none" : no division at all, A = R - mean(R_group) (Dr. GRPO).
-    std is the unbiased sample std (torch.std). Returns [N] in rewards' dtype.
+    std is the unbiased sample std (torch.std), or the population std with unbiased=False.
+    Returns [N] in rewards' dtype.
     """
     if scale not in GROUP_SCALES:
         raise ValueError(f"scale must be one of {GROUP_SCALES}, got {scale!r}")
     grouped = _group_view(rewards, group_size)  # [num_groups, G]
     centred = grouped - grouped.mean(dim=1, keepdim=True)  # [num_groups, G]
+    correction = 1 if unbiased else 0
     if scale == "group":
-        centred = centred / (grouped.std(dim=1, keepdim=True) + eps)
+        centred = centred / (grouped.std(dim=1, keepdim=True, correction=correction) + eps)
     elif scale == "batch":
-        centred = centred / (rewards.std() + eps)
+        centred = centred / (rewards.std(correction=correction) + eps)
     return centred.reshape(-1).to(rewards.dtype)  # [N]
 
 
@@ -102,24 +108,28 @@ class ClusterRewardStats:
     Attributes: count [K], mean [K], m2 [K] (sum of squared deviations). With decay < 1 the
     existing count and m2 are multiplied by `decay` before each batch is merged, which makes
     mean/m2/count the exponentially weighted statistics with weight decay**(number of later
-    batches) per reward; decay = 1 is pure Welford (the paper).
+    batches) per reward; decay = 1 is pure Welford (the paper). ``unbiased``: sigma_p is
+    sqrt(M2 / (n - 1)) (default) or the population sqrt(M2 / n).
     """
 
-    def __init__(self, num_clusters: int, decay: float = 1.0) -> None:
+    def __init__(self, num_clusters: int, decay: float = 1.0, unbiased: bool = True) -> None:
         if int(num_clusters) < 1:
             raise ValueError(f"num_clusters must be >= 1, got {num_clusters}")
         if not (0.0 < float(decay) <= 1.0) or math.isnan(float(decay)):
             raise ValueError(f"decay must be in (0, 1], got {decay}")
         self.num_clusters = int(num_clusters)
         self.decay = float(decay)
+        self.unbiased = bool(unbiased)
         self.count = torch.zeros(self.num_clusters, dtype=torch.float64)  # [K]
         self.mean = torch.zeros(self.num_clusters, dtype=torch.float64)  # [K]
         self.m2 = torch.zeros(self.num_clusters, dtype=torch.float64)  # [K]
 
     @property
     def std(self) -> torch.Tensor:
-        """Unbiased std sqrt(M2 / (n - 1)) per cluster [K]; NaN where n < 2."""
-        var = self.m2 / (self.count - 1.0).clamp(min=1e-300)
+        """sigma_p per cluster [K]: sqrt(M2 / (n - 1)), or sqrt(M2 / n) when not unbiased;
+        NaN where n < 2."""
+        denominator = self.count - 1.0 if self.unbiased else self.count
+        var = self.m2 / denominator.clamp(min=1e-300)
         return torch.where(self.count >= 2, var.clamp(min=0.0).sqrt(), torch.nan)
 
     def _check_inputs(
@@ -169,13 +179,14 @@ class ClusterRewardStats:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain dict: count/mean/m2 tensors (copies) plus num_clusters and decay."""
+        """Plain dict: count/mean/m2 tensors (copies) plus num_clusters, decay, unbiased."""
         return {
             "count": self.count.clone(),
             "mean": self.mean.clone(),
             "m2": self.m2.clone(),
             "num_clusters": self.num_clusters,
             "decay": self.decay,
+            "unbiased": self.unbiased,
         }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
@@ -189,6 +200,7 @@ class ClusterRewardStats:
                 raise ValueError(f"{name} has shape {tuple(value.shape)}, expected ({k},)")
             setattr(self, name, value)
         self.decay = float(sd.get("decay", self.decay))
+        self.unbiased = bool(sd.get("unbiased", self.unbiased))
 
     def __repr__(self) -> str:
         return (
@@ -212,10 +224,11 @@ def pgrpo_advantages(
     cluster still has n < 2 fall back to the GRPO group advantage.
     order="before": normalise with the history only, falling back to the GRPO group
     advantage where n < max(warmup_min_count, 2); then update `stats`.
+    The fallback uses the same std estimator as `stats` (unbiased or population).
     """
     if order not in PGRPO_ORDERS:
         raise ValueError(f"order must be one of {PGRPO_ORDERS}, got {order!r}")
-    grpo = group_advantages(rewards, group_size, scale="group", eps=eps)  # [N]
+    grpo = group_advantages(rewards, group_size, "group", eps, unbiased=stats.unbiased)  # [N]
     min_count = 2.0
     if order == "after":
         stats.update(rewards, cluster_ids)
@@ -235,17 +248,20 @@ def corollary_decomposition(
     group_size: int,
     cluster_mean: torch.Tensor,
     cluster_std: torch.Tensor,
+    unbiased: bool = True,
 ) -> torch.Tensor:
     """Corollary 3.1: (sigma_G / sigma_p) * A^_i + (mu_G - mu_p) / sigma_p, with eps = 0.
 
     rewards [N] in generation groups of `group_size`; cluster_mean/cluster_std [N] are the
     cluster statistics mu_p, sigma_p of each sample. A^ is the GRPO group advantage with
     eps = 0; in a group with sigma_G = 0 the first term is taken as its limit, 0.
-    Equals (R_i - mu_p) / sigma_p exactly.
+    Equals (R_i - mu_p) / sigma_p exactly, whichever std estimator sigma_G uses.
     """
     grouped = _group_view(rewards, group_size)  # [num_groups, G]
+    correction = 1 if unbiased else 0
     mu_g = grouped.mean(dim=1, keepdim=True).expand_as(grouped).reshape(-1)  # [N]
-    sigma_g = grouped.std(dim=1, keepdim=True).expand_as(grouped).reshape(-1)  # [N]
-    a_hat = group_advantages(rewards, group_size, scale="group", eps=0.0)  # [N]
+    sigma_g = grouped.std(dim=1, keepdim=True, correction=correction)  # [num_groups, 1]
+    sigma_g = sigma_g.expand_as(grouped).reshape(-1)  # [N]
+    a_hat = group_advantages(rewards, group_size, "group", 0.0, unbiased=unbiased)  # [N]
     scaled = torch.where(sigma_g > 0, sigma_g / cluster_std * a_hat, torch.zeros_like(a_hat))
     return scaled + (mu_g - cluster_mean) / cluster_std  # [N]

@@ -44,7 +44,14 @@ class TrainSettings:
     learning_rate: float = 3e-4
     beta: float = 0.04
     clip_eps: float = 0.2
+    clip_eps_high: float | None = None  # None: clip_eps
+    iterations: int = 1
+    loss_aggregation: str = "grpo"
     grpo_scale: str = "group"
+    std: str = "unbiased"
+    pgrpo_order: str = "after"
+    warmup_min_count: int = 2
+    decay: float = 1.0
     advantage_eps: float = 1e-4
     log_every: int = 1
     seed: int = 0
@@ -72,6 +79,11 @@ def step_examples(examples: list[dict], settings: TrainSettings, step: int) -> l
     return [examples[i] for i in picks]
 
 
+def new_cluster_stats(settings: TrainSettings, num_clusters: int) -> ClusterRewardStats:
+    """Empty running statistics with the configured forgetting and std estimator."""
+    return ClusterRewardStats(num_clusters, settings.decay, settings.std == "unbiased")
+
+
 def compute_advantages(
     rewards: torch.Tensor,
     cluster_ids: torch.Tensor,
@@ -79,13 +91,25 @@ def compute_advantages(
     cluster_stats: ClusterRewardStats,
 ) -> torch.Tensor:
     """Advantages of the global batch [prompts * G] for the configured method."""
-    if settings.method == "grpo":
+    s = settings
+    if s.method == "grpo":
         return group_advantages(
-            rewards, settings.group_size, settings.grpo_scale, settings.advantage_eps
+            rewards, s.group_size, s.grpo_scale, s.advantage_eps, unbiased=s.std == "unbiased"
         )
     return pgrpo_advantages(
-        rewards, cluster_ids, cluster_stats, settings.group_size, settings.advantage_eps
-    )
+        rewards, cluster_ids, cluster_stats, s.group_size, s.advantage_eps,
+        order=s.pgrpo_order, warmup_min_count=s.warmup_min_count,
+    )  # fmt: skip
+
+
+def update_loss(logp, old_logp, ref_logp, advantages, mask, settings: TrainSettings):
+    """The configured GRPO objective of one update: (loss, stats), see ``policy_loss``."""
+    s = settings
+    return policy_loss(
+        logp, old_logp, ref_logp, advantages, mask, beta=s.beta, clip_low=s.clip_eps,
+        clip_high=s.clip_eps if s.clip_eps_high is None else s.clip_eps_high,
+        mode=s.loss_aggregation, max_completion_length=s.max_new_tokens,
+    )  # fmt: skip
 
 
 class Trainer:
@@ -98,7 +122,7 @@ class Trainer:
         self.accelerator = accelerator
         self.stop_ids = stop_ids
         self.num_clusters = num_clusters
-        self.cluster_stats = ClusterRewardStats(num_clusters)
+        self.cluster_stats = new_cluster_stats(settings, num_clusters)
         world = accelerator.num_processes
         if settings.prompts_per_step % world:
             raise ValueError(
@@ -131,8 +155,8 @@ class Trainer:
         precision = autocast(s.precision, acc.device)
         with precision:
             # The prompts run once, with gradients: sampling reads a detached copy of their
-            # cache and the training pass below backpropagates into it (one iteration per
-            # batch, so the sampling policy is the policy being updated).
+            # cache and the first update below backpropagates into it (the sampling policy
+            # is the policy of that update).
             prefilled = prefill(model, prompts)
             completions = generate(
                 model, prompts, s.group_size, s.max_new_tokens, self.stop_ids,
@@ -167,30 +191,38 @@ class Trainer:
         timings["time/advantages"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        with precision:
-            logp = completion_log_probs(model, prompts, completions, s.group_size, prefilled)
-            ref_logp = None
-            if s.beta > 0:
-                with torch.no_grad(), model.disable_adapter():
-                    ref_logp = completion_log_probs(model, prompts, completions, s.group_size)
-        del prefilled
+        ref_logp = None
+        if s.beta > 0:
+            with precision, torch.no_grad(), model.disable_adapter():
+                ref_logp = completion_log_probs(model, prompts, completions, s.group_size)
         mask = completions.mask.float()
-        loss, stats = policy_loss(
-            logp, logp.detach(), ref_logp, advantages, mask, beta=s.beta,
-            clip_low=s.clip_eps, clip_high=s.clip_eps,
-        )  # fmt: skip
         timings["time/log_probs"] = time.perf_counter() - t0
+        timings["time/backward"] = timings["time/optimizer"] = 0.0
+        old_logp, losses, stats = None, [], []
+        for _ in range(s.iterations):
+            t0 = time.perf_counter()
+            with precision:
+                logp = completion_log_probs(model, prompts, completions, s.group_size, prefilled)
+            prefilled = None  # later updates (new weights) run the prompts again
+            if old_logp is None:
+                old_logp = logp.detach()  # the sampling policy's log-probs, kept
+            loss, update_stats = update_loss(logp, old_logp, ref_logp, advantages, mask, s)
+            timings["time/log_probs"] += time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        loss.backward()
-        self._average_gradients()
-        timings["time/backward"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            loss.backward()
+            self._average_gradients()
+            timings["time/backward"] += time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        timings["time/optimizer"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            timings["time/optimizer"] += time.perf_counter() - t0
+            losses.append(loss.detach())
+            stats.append(update_stats)
 
+        loss = torch.stack(losses).mean()  # means over the iterations of this batch
+        stats = {k: float(np.mean([st[k] for st in stats])) for k in stats[0]}
         tokens = acc.reduce(completions.mask.sum(), "sum").item()
         timings["completion_tokens"] = tokens
         return self._metrics(rewards, clusters, parsed, advantages_all, loss, stats, timings)
@@ -211,6 +243,7 @@ class Trainer:
             "loss": self.accelerator.reduce(loss.detach(), "mean").item(),
             "kl": stats["kl"],
             "clip_fraction": stats["clip_fraction"],
+            "ratio_mean": stats["ratio_mean"],
             "zero_std_group_fraction": (group_std == 0).float().mean().item(),
             "parse_rate": parsed.mean().item(),
             "advantage_abs_mean": advantages.abs().mean().item(),

@@ -299,3 +299,55 @@ def test_corollary_constant_group_is_bias_term_only() -> None:
     r = torch.tensor([0.3, 0.3, 0.3, 0.3], dtype=torch.float64)
     out = corollary_decomposition(r, 4, torch.full((4,), 0.8), torch.full((4,), 0.5))
     torch.testing.assert_close(out, torch.full((4,), -1.0, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------- population std option
+
+
+@pytest.mark.parametrize("scale", ["group", "batch"])
+def test_group_advantages_population_std(scale: str) -> None:
+    rewards = _rng(3).normal(size=12)
+    got = group_advantages(torch.tensor(rewards), 4, scale, eps=0.0, unbiased=False)
+    grouped = rewards.reshape(-1, 4)
+    centred = grouped - grouped.mean(1, keepdims=True)
+    std = grouped.std(1, ddof=0, keepdims=True) if scale == "group" else rewards.std(ddof=0)
+    np.testing.assert_allclose(got.numpy(), (centred / std).reshape(-1), rtol=1e-12)
+    unbiased = group_advantages(torch.tensor(rewards), 4, scale, eps=0.0)
+    assert not torch.allclose(got, unbiased)  # the option changes the result
+
+
+def test_cluster_stats_population_std_and_fallback() -> None:
+    rng = _rng(4)
+    ids = rng.integers(0, 3, size=40)
+    rewards = rng.normal(size=40)
+    stats = ClusterRewardStats(3, unbiased=False)
+    stats.update(torch.tensor(rewards), torch.tensor(ids))
+    for c in range(3):
+        assert abs(stats.std[c].item() - np.std(rewards[ids == c], ddof=0)) < 1e-12
+    assert ClusterRewardStats(3, unbiased=False).state_dict()["unbiased"] is False
+    restored = ClusterRewardStats(3)
+    restored.load_state_dict(stats.state_dict())
+    torch.testing.assert_close(restored.std, stats.std)
+    # The GRPO fallback (a cluster seen for the first time, order="before") uses the same
+    # estimator as the statistics.
+    fresh = ClusterRewardStats(2, unbiased=False)
+    r = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    adv = pgrpo_advantages(r, torch.zeros(4, dtype=torch.long), fresh, 4, eps=0.0, order="before")
+    torch.testing.assert_close(adv, group_advantages(r, 4, eps=0.0, unbiased=False))
+
+
+@pytest.mark.parametrize("unbiased", [True, False])
+def test_corollary_holds_for_the_trainers_pgrpo_advantages(unbiased: bool) -> None:
+    """With live cluster statistics and eps = 0, pgrpo_advantages equals the Corollary 3.1
+    decomposition into a rescaled GRPO advantage and a bias term."""
+    rng = _rng(5)
+    stats = ClusterRewardStats(3, unbiased=unbiased)
+    history = torch.tensor(rng.integers(0, 3, size=60))
+    stats.update(torch.tensor(rng.uniform(size=60)), history)
+    g = 4
+    rewards = torch.tensor(rng.integers(0, 2, size=6 * g), dtype=torch.float64)
+    ids = torch.tensor(rng.integers(0, 3, size=6)).repeat_interleave(g)
+    adv = pgrpo_advantages(rewards, ids, stats, g, eps=0.0)  # order "after": stats updated
+    mu_p, sigma_p = stats.mean[ids], stats.std[ids]
+    decomposed = corollary_decomposition(rewards, g, mu_p, sigma_p, unbiased=unbiased)
+    torch.testing.assert_close(adv, decomposed, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,176 @@
+"""Every training option of config.yaml reaches the trainer and changes what it computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from pgrpo.advantages import ClusterRewardStats, group_advantages, pgrpo_advantages
+from pgrpo.config import validate_config
+from pgrpo.loss import policy_loss
+from pgrpo.trainer import (
+    Trainer,
+    TrainSettings,
+    compute_advantages,
+    new_cluster_stats,
+    update_loss,
+)
+
+# Keys of config section `train` that the launcher uses rather than the training loop.
+LAUNCH_KEYS = {"methods", "num_processes", "threads"}
+NON_DEFAULT = {
+    "steps": 7, "prompts_per_step": 6, "group_size": 3, "max_new_tokens": 9,
+    "temperature": 0.7, "learning_rate": 1e-3, "beta": 0.1, "clip_eps": 0.1,
+    "clip_eps_high": 0.28, "iterations": 3, "loss_aggregation": "dr_grpo", "grpo_scale": "batch",
+    "std": "population", "pgrpo_order": "before", "warmup_min_count": 5, "decay": 0.9,
+    "advantage_eps": 0.01, "log_every": 4,
+}  # fmt: skip
+
+
+def test_every_train_option_reaches_the_settings():
+    with open("workflow/schemas/config.schema.yaml") as f:
+        schema_keys = set(yaml.safe_load(f)["properties"]["train"]["properties"])
+    assert schema_keys - LAUNCH_KEYS == set(NON_DEFAULT)  # a new key must be wired and tested
+    config = validate_config(
+        {"train": dict(NON_DEFAULT), "seed": 3, "model": {"precision": "fp32"}}
+    )
+    settings = TrainSettings.from_config(config, "grpo")
+    for key, value in NON_DEFAULT.items():
+        assert getattr(settings, key) == value, key
+    assert (settings.seed, settings.precision, settings.method) == (3, "fp32", "grpo")
+    defaults = TrainSettings.from_config(validate_config({}), "pgrpo")
+    assert all(getattr(defaults, k) != v for k, v in NON_DEFAULT.items())
+
+
+def batch(seed: int = 0, groups: int = 6, g: int = 4):
+    rng = np.random.default_rng(seed)
+    rewards = torch.tensor(rng.integers(0, 2, size=groups * g), dtype=torch.float32)
+    rewards[:g] = 1.0  # one constant group
+    clusters = torch.tensor(rng.integers(0, 3, size=groups)).repeat_interleave(g)
+    return rewards, clusters
+
+
+@pytest.mark.parametrize(
+    "options,direct",
+    [
+        ({"grpo_scale": "batch"}, lambda r, c: group_advantages(r, 4, "batch", 1e-4)),
+        ({"grpo_scale": "none"}, lambda r, c: group_advantages(r, 4, "none", 1e-4)),
+        ({"std": "population"}, lambda r, c: group_advantages(r, 4, eps=1e-4, unbiased=False)),
+    ],
+)
+def test_grpo_advantage_options(options, direct):
+    rewards, clusters = batch()
+    settings = TrainSettings(method="grpo", group_size=4, **options)
+    got = compute_advantages(rewards, clusters, settings, new_cluster_stats(settings, 3))
+    torch.testing.assert_close(got, direct(rewards, clusters))
+    default = compute_advantages(
+        rewards, clusters, TrainSettings(method="grpo", group_size=4), None
+    )
+    assert not torch.allclose(got, default)
+
+
+@pytest.mark.parametrize(
+    "options,stats_args,call_args",
+    [
+        ({"pgrpo_order": "before"}, {}, {"order": "before"}),
+        (
+            {"pgrpo_order": "before", "warmup_min_count": 9},
+            {},
+            {"order": "before", "warmup_min_count": 9},
+        ),
+        ({"decay": 0.5}, {"decay": 0.5}, {}),
+        ({"std": "population"}, {"unbiased": False}, {}),
+    ],
+)
+def test_pgrpo_advantage_options(options, stats_args, call_args):
+    """Three batches through the trainer's statistics equal the library with the options."""
+    settings = TrainSettings(method="pgrpo", group_size=4, **options)
+    default_settings = TrainSettings(method="pgrpo", group_size=4)
+    stats, reference = new_cluster_stats(settings, 3), ClusterRewardStats(3, **stats_args)
+    default_stats = new_cluster_stats(default_settings, 3)
+    differs = False
+    for seed in range(3):
+        rewards, clusters = batch(seed)
+        got = compute_advantages(rewards, clusters, settings, stats)
+        want = pgrpo_advantages(rewards, clusters, reference, 4, 1e-4, **call_args)
+        torch.testing.assert_close(got, want)
+        default = compute_advantages(rewards, clusters, default_settings, default_stats)
+        differs |= not torch.allclose(got, default)
+    assert differs
+
+
+def test_loss_options():
+    g = torch.Generator().manual_seed(0)
+    logp = -torch.rand(8, 5, generator=g)
+    old = logp - 0.4 * torch.rand(8, 5, generator=g)  # ratios up to e^0.4, above 1 + 0.2
+    ref = logp - 0.1
+    adv = torch.randn(8, generator=g)
+    mask = (torch.rand(8, 5, generator=g) > 0.3).float()
+    for options, kwargs in [
+        ({"loss_aggregation": "dapo"}, {"mode": "dapo"}),
+        ({"loss_aggregation": "dr_grpo"}, {"mode": "dr_grpo", "max_completion_length": 4}),
+        ({"clip_eps_high": 0.3}, {"clip_high": 0.3}),
+        ({"clip_eps": 0.1}, {"clip_low": 0.1, "clip_high": 0.1}),
+        ({"beta": 0.5}, {"beta": 0.5}),
+    ]:
+        settings = TrainSettings(max_new_tokens=4, **options)
+        got, _ = update_loss(logp, old, ref, adv, mask, settings)
+        want, _ = policy_loss(logp, old, ref, adv, mask, **{"beta": 0.04, **kwargs})
+        default, _ = update_loss(logp, old, ref, adv, mask, TrainSettings(max_new_tokens=4))
+        assert torch.allclose(got, want), options
+        assert not torch.allclose(got, default), options
+
+
+class LengthParityTask:
+    """MovieLens prompts, reward = parity of the answer's length: the random tiny model then
+    gets varied rewards, so the advantages (and the update) are not zero."""
+
+    def __init__(self, task):
+        self.messages = task.messages
+
+    def score(self, completion: str, example: dict) -> tuple[float, bool]:
+        return float(len(completion) % 2), True
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    from pgrpo.data.movielens import build_examples, default_raw_dir, load_movielens
+    from pgrpo.models import load_tokenizer, materialize_model, stop_token_ids
+    from pgrpo.tasks.movielens import MovieLensTask
+
+    folder = tmp_path_factory.mktemp("model") / "tiny"
+    materialize_model("tiny", folder)
+    ml = load_movielens("ml-100k", default_raw_dir("ml-100k"))
+    examples = build_examples(ml, 3, 4, 1, 10, seed=0)["train"][:8]
+    tokenizer = load_tokenizer(folder)
+    clusters = {e["user_id"]: i % 2 for i, e in enumerate(examples)}
+    task = LengthParityTask(MovieLensTask.from_items_frame(ml.items))
+    return folder, tokenizer, task, examples, clusters, stop_token_ids(tokenizer)
+
+
+@pytest.mark.parametrize("iterations", [1, 3])
+def test_iterations_are_optimiser_updates_per_generation_batch(tiny_setup, iterations):
+    from accelerate import Accelerator
+
+    from pgrpo.models import LoraSettings, add_lora, load_base_model
+
+    folder, tokenizer, task, examples, clusters, stop_ids = tiny_setup
+    torch.manual_seed(0)
+    policy = add_lora(load_base_model(folder), LoraSettings(r=4, alpha=8))
+    settings = TrainSettings(
+        method="pgrpo", prompts_per_step=2, group_size=4, max_new_tokens=3,
+        iterations=iterations, learning_rate=0.05, precision="fp32",
+    )  # fmt: skip
+    trainer = Trainer(policy, tokenizer, task, Accelerator(cpu=True), settings, 2, stop_ids)
+    metrics = trainer.step(0, examples, clusters)
+    assert metrics["advantage_abs_mean"] > 0
+    adam_steps = {float(st["step"]) for st in trainer.optimizer.state.values()}
+    assert adam_steps == {float(iterations)}
+    # The ratio is 1 in the first update (old log-probs = the sampling policy's); later
+    # updates see the moved policy against the kept old log-probs.
+    if iterations == 1:
+        assert metrics["ratio_mean"] == pytest.approx(1.0)
+    else:
+        assert metrics["ratio_mean"] != pytest.approx(1.0, abs=1e-6)

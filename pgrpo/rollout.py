@@ -123,7 +123,7 @@ def generate(
     pad_id: int,
     temperature: float = 1.0,
     greedy: bool = False,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
     prefilled: Prefill | None = None,
 ) -> Completions:
     """Sample ``group_size`` completions per prompt; each prompt is computed once.
@@ -133,6 +133,8 @@ def generate(
     stop token (kept, masked in) and the whole batch as soon as every completion has stopped,
     so one-letter answers cost one decoding step. ``prefilled``: the prompts already run by
     :func:`prefill` (left untouched, so that the training pass can reuse them).
+    ``generator``: one for the batch, or one per prompt (then a prompt's answers do not depend
+    on which other prompts share the batch, e.g. on how many processes split it).
     """
     n_prompts, g = prompts.ids.shape[0], group_size
     if prefilled is None:
@@ -150,7 +152,7 @@ def generate(
             token = logits.argmax(-1)
         else:
             probs = torch.softmax(logits / temperature, dim=-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            token = _sample(probs, generator, g)
         alive = ~done
         token = torch.where(alive, token, torch.full_like(token, pad_id))
         tokens.append(token)
@@ -171,6 +173,15 @@ def generate(
         )
         cache, logits = out.cache, out.logits.reshape(n_prompts * g, -1)
     return Completions(torch.stack(tokens, 1), torch.stack(masks, 1), torch.stack(log_probs, 1))
+
+
+def _sample(probs: torch.Tensor, generator, group_size: int) -> torch.Tensor:
+    """One token per row of ``probs`` [B, V]; per-prompt generators draw for their G rows."""
+    if not isinstance(generator, list | tuple):
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    rows = probs.view(len(generator), group_size, -1)  # [P, G, V]
+    picks = [torch.multinomial(r, 1, generator=gen) for r, gen in zip(rows, generator, strict=True)]
+    return torch.cat(picks).squeeze(-1)  # [B]
 
 
 def completion_log_probs(

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from pgrpo.config import config_hash, load_config
 from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli, write_jsonl
+from pgrpo.launch import make_accelerator
 from pgrpo.models import LoraSettings, add_lora, load_base_model, load_tokenizer, stop_token_ids
 from pgrpo.tasks.movielens import MovieLensTask
 from pgrpo.tracking import Tracker, git_commit
@@ -52,13 +53,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    from accelerate import Accelerator
-
     config = load_config(args.config)
     settings = TrainSettings.from_config(config, args.method)
     torch.set_num_threads(config["train"]["threads"])
-    # cpu=True where no GPU is visible: without it, CPU processes do not form one group.
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator()
     seed_everything(settings.seed + accelerator.process_index)
 
     data_dir = Path(args.data)

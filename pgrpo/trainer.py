@@ -123,6 +123,7 @@ class Trainer:
         self.stop_ids = stop_ids
         self.num_clusters = num_clusters
         self.cluster_stats = new_cluster_stats(settings, num_clusters)
+        self.last_batch: dict[str, torch.Tensor] = {}  # the global batch of the last step
         world = accelerator.num_processes
         if settings.prompts_per_step % world:
             raise ValueError(
@@ -134,8 +135,19 @@ class Trainer:
         self.policy = policy.to(accelerator.device)
         self.params = [p for p in policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=settings.learning_rate)
-        self.generator = torch.Generator(accelerator.device)
-        self.generator.manual_seed(settings.seed * 1000 + accelerator.process_index)
+
+    def _generators(self, step: int) -> list[torch.Generator]:
+        """One sampling generator per local prompt, seeded by (seed, step, global prompt
+        index): the answers to a prompt do not depend on the number of processes."""
+        first = self.accelerator.process_index * self._local_count()
+        generators = []
+        for index in range(first, first + self._local_count()):
+            seed = np.random.SeedSequence([self.settings.seed, step, index]).generate_state(1)
+            generators.append(torch.Generator(self.accelerator.device).manual_seed(int(seed[0])))
+        return generators
+
+    def _local_count(self) -> int:
+        return self.settings.prompts_per_step // self.accelerator.num_processes
 
     def _local_slice(self, items: list) -> list:
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
@@ -160,7 +172,7 @@ class Trainer:
             prefilled = prefill(model, prompts)
             completions = generate(
                 model, prompts, s.group_size, s.max_new_tokens, self.stop_ids,
-                self.tokenizer.pad_token_id, s.temperature, generator=self.generator,
+                self.tokenizer.pad_token_id, s.temperature, generator=self._generators(step),
                 prefilled=prefilled,
             )  # fmt: skip
         timings["time/generate"] = time.perf_counter() - t0
@@ -189,6 +201,7 @@ class Trainer:
         start = acc.process_index * n_local
         advantages = advantages_all[start : start + n_local].to(dev)
         timings["time/advantages"] = time.perf_counter() - t0
+        self.last_batch = {"rewards": rewards, "clusters": clusters, "advantages": advantages_all}
 
         t0 = time.perf_counter()
         ref_logp = None

@@ -211,6 +211,23 @@ def test_stops_early_when_every_completion_has_stopped():
     assert out.mask.eq(1).all()
 
 
+def test_per_prompt_generators_make_answers_independent_of_the_batch():
+    """What the trainer relies on to sample the same answers on 1 or N processes."""
+    policy = tiny_policy(seed=12).eval()
+
+    def seeded(*seeds):
+        return [torch.Generator().manual_seed(s) for s in seeds]
+
+    together = generate(policy, left_padded(PROMPTS), 3, 5, [STOP], PAD, generator=seeded(1, 2, 3))
+    for i, prompt in enumerate(PROMPTS):
+        alone = generate(policy, left_padded([prompt]), 3, 5, [STOP], PAD, generator=seeded(i + 1))
+        n = alone.ids.shape[1]
+        assert torch.equal(together.ids[3 * i : 3 * i + 3, :n], alone.ids)
+    other = generate(policy, left_padded(PROMPTS), 3, 5, [STOP], PAD, generator=seeded(1, 2, 4))
+    assert torch.equal(other.ids[:6], together.ids[:6])
+    assert not torch.equal(other.ids[6:], together.ids[6:])
+
+
 def test_sampling_is_reproducible_with_a_seeded_generator():
     policy = tiny_policy(seed=8).eval()
     prompts = left_padded(PROMPTS)

@@ -123,31 +123,12 @@ def test_loss_options():
         assert not torch.allclose(got, default), options
 
 
-class LengthParityTask:
-    """MovieLens prompts, reward = parity of the answer's length: the random tiny model then
-    gets varied rewards, so the advantages (and the update) are not zero."""
-
-    def __init__(self, task):
-        self.messages = task.messages
-
-    def score(self, completion: str, example: dict) -> tuple[float, bool]:
-        return float(len(completion) % 2), True
-
-
 @pytest.fixture(scope="module")
 def tiny_setup(tmp_path_factory):
-    from pgrpo.data.movielens import build_examples, default_raw_dir, load_movielens
-    from pgrpo.models import load_tokenizer, materialize_model, stop_token_ids
-    from pgrpo.tasks.movielens import MovieLensTask
+    from tiny_training import tiny_training_inputs
 
     folder = tmp_path_factory.mktemp("model") / "tiny"
-    materialize_model("tiny", folder)
-    ml = load_movielens("ml-100k", default_raw_dir("ml-100k"))
-    examples = build_examples(ml, 3, 4, 1, 10, seed=0)["train"][:8]
-    tokenizer = load_tokenizer(folder)
-    clusters = {e["user_id"]: i % 2 for i, e in enumerate(examples)}
-    task = LengthParityTask(MovieLensTask.from_items_frame(ml.items))
-    return folder, tokenizer, task, examples, clusters, stop_token_ids(tokenizer)
+    return (folder, *tiny_training_inputs(folder))
 
 
 @pytest.mark.parametrize("iterations", [1, 3])

@@ -1,6 +1,5 @@
 # Configuration validation, output paths and target lists shared by every rule file.
 import os
-import shlex
 
 import yaml
 
@@ -39,12 +38,9 @@ CONFIG = effective_config()
 
 def accelerate_launch():
     """`accelerate launch` prefix for train.num_processes processes (GPUs, or CPU processes)."""
-    n = config["train"]["num_processes"]
-    args = ["accelerate", "launch", "--num_processes", str(n), "--num_machines", "1"]
-    args += ["--mixed_precision", "no", "--dynamo_backend", "no"]
-    if n > 1:
-        args.append("--multi_gpu")
-    return shlex.join(args)
+    from pgrpo.launch import accelerate_shell_prefix
+
+    return accelerate_shell_prefix(config["train"]["num_processes"])
 
 
 def raw_movielens_dir():

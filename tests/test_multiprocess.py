@@ -1,0 +1,75 @@
+"""Two training processes on CPU (gloo), launched as the workflow launches them, hold the
+same P-GRPO statistics and take the same step as one process on the same global batch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pgrpo.launch import accelerate_command
+
+HERE = Path(__file__).resolve().parent
+
+
+def launch(processes: int, model: Path, out: Path) -> list[dict]:
+    cmd = accelerate_command(processes)
+    cmd[0] = str(Path(sys.executable).with_name("accelerate"))
+    cmd += [str(HERE / "two_process_step.py"), "--model", str(model), "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=HERE.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from tiny_training import tiny_training_inputs
+
+    root = tmp_path_factory.mktemp("multiprocess")
+    tiny_training_inputs(root / "tiny")  # materialise the model once, before the launches
+    return launch(1, root / "tiny", root / "one"), launch(2, root / "tiny", root / "two")
+
+
+def test_two_processes_really_ran(runs):
+    one, two = runs
+    assert [(r["rank"], r["world"]) for r in one] == [(0, 1)]
+    assert [(r["rank"], r["world"]) for r in two] == [(0, 2), (1, 2)]
+
+
+def test_both_ranks_hold_the_statistics_of_one_process(runs):
+    (single,), two = runs
+    assert sum(single["stats"]["count"]) == 2 * 4 * 4  # 2 steps x 4 prompts x G=4
+    for rank in two:
+        assert rank["stats"] == two[0]["stats"]  # identical on both ranks, bit for bit
+        for key in ("count", "mean", "m2"):
+            torch.testing.assert_close(
+                torch.tensor(rank["stats"][key]), torch.tensor(single["stats"][key]),
+                rtol=1e-12, atol=1e-12,
+            )  # fmt: skip
+
+
+def test_advantages_and_the_update_equal_one_process(runs):
+    (single,), two = runs
+    assert len(set(single["rewards"])) > 1  # non-trivial advantages
+    for rank in two:
+        assert rank["rewards"] == single["rewards"]  # the same answers were sampled
+        assert rank["reward_mean"] == single["reward_mean"]
+        torch.testing.assert_close(
+            torch.tensor(rank["advantages"]), torch.tensor(single["advantages"]),
+            rtol=1e-6, atol=1e-6,
+        )  # fmt: skip
+        # After two AdamW steps of lr 0.05: Adam divides each gradient by its own running
+        # magnitude, so float noise in near-zero gradients (other padding, other summation
+        # order) shows at 1e-4 of a step; a wrong gradient would differ by a whole step.
+        assert rank["adapter"].keys() == single["adapter"].keys()
+        for name, values in rank["adapter"].items():
+            torch.testing.assert_close(
+                torch.tensor(values), torch.tensor(single["adapter"][name]),
+                rtol=1e-3, atol=2e-4,
+            )  # fmt: skip
+    moved = [max(abs(v) for v in vals) for n, vals in single["adapter"].items() if "lora_B" in n]
+    assert max(moved) > 0  # the step changed the adapter (LoRA B starts at zero)

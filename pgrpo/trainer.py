@@ -268,10 +268,55 @@ class Trainer:
                 metrics[f"reward_mean/cluster_{k}"] = rewards[in_k].mean().item()
         return metrics
 
-    def train(self, examples, cluster_of_user, on_step: Callable[[int, dict], None]) -> None:
-        """Run ``settings.steps`` steps, calling ``on_step(step, metrics)`` after each."""
-        for step in range(self.settings.steps):
+    def train(
+        self, examples, cluster_of_user, on_step: Callable[[int, dict], None], start: int = 0
+    ) -> None:
+        """Run steps ``start`` .. ``settings.steps - 1``, calling ``on_step(step, metrics)``."""
+        for step in range(start, self.settings.steps):
             on_step(step, self.step(step, examples, cluster_of_user))
+
+    def state_dict(self, next_step: int) -> dict:
+        """Everything a resumed run needs: adapter, optimiser, cluster statistics, next step.
+
+        Sampling needs no state: its generators are seeded by (seed, step, prompt).
+        """
+        return {
+            "next_step": next_step,
+            "adapter": {n: p.detach().clone() for n, p in self.policy.named_parameters()
+                        if p.requires_grad},
+            "optimizer": self.optimizer.state_dict(),
+            "cluster_stats": self.cluster_stats.state_dict(),
+            "method": self.settings.method,
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> int:
+        """Restore :meth:`state_dict`; returns the step to continue from."""
+        if state["method"] != self.settings.method:
+            raise ValueError(
+                f"checkpoint is of method {state['method']!r}, not {self.settings.method!r}"
+            )
+        params = dict(self.policy.named_parameters())
+        with torch.no_grad():
+            for name, value in state["adapter"].items():
+                params[name].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.cluster_stats.load_state_dict(state["cluster_stats"])
+        return int(state["next_step"])
+
+
+def save_checkpoint(trainer: Trainer, next_step: int, path) -> None:
+    """Write the trainer's state to ``path`` atomically (main process only)."""
+    from pgrpo.io import atomic_path
+
+    if trainer.accelerator.is_main_process:
+        with atomic_path(path) as tmp:
+            torch.save(trainer.state_dict(next_step), tmp)
+
+
+def load_checkpoint(trainer: Trainer, path) -> int:
+    """Restore a checkpoint into ``trainer`` (tensors only, no pickled code); the next step."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return trainer.load_state_dict(state)
 
 
 def _repeat(items: list, times: int) -> list:

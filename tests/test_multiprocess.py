@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 def launch(processes: int, model: Path, out: Path) -> list[dict]:
     cmd = accelerate_command(processes)
     cmd[0] = str(Path(sys.executable).with_name("accelerate"))
-    cmd += [str(HERE / "two_process_step.py"), "--model", str(model), "--out", str(out)]
+    cmd += [str(HERE / "train_steps.py"), "--model", str(model), "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=HERE.parent)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]

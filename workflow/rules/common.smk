@@ -60,6 +60,8 @@ def final_targets():
         f"{RESULTS}/tables/movielens.csv",
         f"{RESULTS}/tables/movielens.md",
         f"{RESULTS}/figures/movielens_reward_curves.png",
+        f"{RESULTS}/tables/simulation.csv",
+        f"{RESULTS}/figures/fig1_simulation.png",
     ]
 
 

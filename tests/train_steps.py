@@ -1,11 +1,12 @@
-"""One P-GRPO training step through the workflow's launch path; every process reports.
+"""A few P-GRPO training steps of the tiny model; every process reports what it holds.
 
-    accelerate launch --num_processes N [--multi_gpu] tests/two_process_step.py \
-        --model DIR --out DIR
+    accelerate launch --num_processes N [--multi_gpu] tests/train_steps.py \
+        --model DIR --out DIR [--steps 2] [--save-after K --checkpoint F | --resume F]
 
 Each rank writes ``rank{r}.json``: the world size, the cluster statistics it holds, the
-global batch's rewards and advantages, the adapter after the step, and its own slice of the
-batch. Used by tests/test_multiprocess.py to compare 1 and 2 processes.
+last global batch's rewards and advantages and the adapter after the last step. Used by
+tests/test_multiprocess.py (1 against 2 processes) and tests/test_checkpoint.py (a run
+stopped after K steps and resumed in a fresh process against an uninterrupted one).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tiny_training import tiny_training_inputs
 
 from pgrpo.launch import make_accelerator
 from pgrpo.models import LoraSettings, add_lora, load_base_model
-from pgrpo.trainer import Trainer, TrainSettings
+from pgrpo.trainer import Trainer, TrainSettings, load_checkpoint, save_checkpoint
 
 
 def main() -> None:
@@ -27,6 +28,9 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--save-after", type=int, default=None, help="stop after K steps")
+    parser.add_argument("--checkpoint", default=None, help="where --save-after saves")
+    parser.add_argument("--resume", default=None, help="checkpoint to continue from")
     args = parser.parse_args()
     torch.set_num_threads(1)
     accelerator = make_accelerator()
@@ -35,10 +39,14 @@ def main() -> None:
     policy = add_lora(load_base_model(args.model), LoraSettings(r=4, alpha=8))
     settings = TrainSettings(
         method="pgrpo", prompts_per_step=4, group_size=4, max_new_tokens=3,
-        learning_rate=0.05, precision="fp32",
+        learning_rate=0.05, precision="fp32", steps=args.steps,
     )  # fmt: skip
     trainer = Trainer(policy, tokenizer, task, accelerator, settings, 2, stop_ids)
-    steps = [trainer.step(step, examples, clusters) for step in range(args.steps)]
+    start = load_checkpoint(trainer, args.resume) if args.resume else 0
+    end = args.save_after if args.save_after is not None else args.steps
+    steps = [trainer.step(step, examples, clusters) for step in range(start, end)]
+    if args.save_after is not None:
+        save_checkpoint(trainer, end, args.checkpoint)
     report = {
         "rank": accelerator.process_index,
         "world": accelerator.num_processes,

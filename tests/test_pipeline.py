@@ -69,6 +69,13 @@ def test_reward_curve_figure_is_a_png(run):
     assert figure.stat().st_size > 10_000
 
 
+def test_simulation_table_and_figure(run):
+    rows = list(csv.DictReader((run["dir"] / ".test/results/tables/simulation.csv").open()))
+    assert len(rows) == 8 and {r["seeds"] for r in rows} == {"2"}  # .test/config.yaml
+    figure = run["dir"] / ".test/results/figures/fig1_simulation.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_each_method_saved_an_adapter_and_its_metrics(run):
     steps = run["config"]["train"]["steps"]
     for method in METHODS:

@@ -94,3 +94,22 @@ def test_a_definition_missing_a_field_is_named():
     del definitions[2]["genre"]
     with pytest.raises(PgrpoError, match="personas.definitions.2: 'genre' is a required"):
         validate_config({"personas": {"definitions": definitions}})
+
+
+def test_task_prompts_show_the_profile_not_the_persona():
+    from pgrpo.tasks.personas import PersonasTask, split_examples
+
+    users = generate_users(personas_config(num_users=30, requests_per_user=4), seed=0)
+    splits = split_examples(users)
+    assert len(splits["train"]) == 30 * 3 and len(splits["test"]) == 30
+    test_requests = {(e["user_id"], e["request"]) for e in splits["test"]}
+    assert not test_requests & {(e["user_id"], e["request"]) for e in splits["train"]}
+    task = PersonasTask()
+    example = splits["test"][0]
+    prompt = task.messages(example)[0]["content"]
+    assert example["request"] in prompt and all(m in prompt for m in example["profile"])
+    assert example["persona"] not in prompt
+    good = "I would recommend a Mozart symphony; you may also consider Bach's cello suites."
+    formal = {**example, "style": "formal", "genre": "classical"}
+    assert task.score(good, formal)[0] > 0.6
+    assert task.score("", formal) == (0.0, False)

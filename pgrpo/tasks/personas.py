@@ -1,0 +1,56 @@
+"""Synthetic personas: the prompt (the user's profile and request) and the style + genre reward.
+
+The policy sees a few past messages of the user (their profile, which shows the persona's
+style and favourite genre, with some noise) and one request; it must answer the way this
+user would like. The reward (:func:`pgrpo.tasks.persona_scorers.persona_reward`) scores the
+answer for the user's true style and genre, which the prompt never names.
+
+Examples come from :func:`pgrpo.data.personas.generate_users`: one per (user, request); the
+last request of each user is the test example, the others are training examples.
+"""
+
+from __future__ import annotations
+
+from pgrpo.io import PgrpoError
+from pgrpo.tasks.persona_scorers import degenerate, persona_reward
+
+__all__ = ["PersonasTask", "split_examples"]
+
+
+def split_examples(users: list[dict]) -> dict[str, list[dict]]:
+    """``{"train": [...], "test": [...]}``: every request but the last of each user, and the
+    last one. Each example carries the user's id, persona, style, genre, profile, request."""
+    splits: dict[str, list[dict]] = {"train": [], "test": []}
+    for user in users:
+        if len(user["requests"]) < 2:
+            raise PgrpoError(f"personas: user {user['user_id']} has fewer than 2 requests")
+        common = {k: user[k] for k in ("user_id", "persona", "style", "genre", "profile")}
+        *train, test = user["requests"]
+        splits["train"] += [{**common, "request": r} for r in train]
+        splits["test"].append({**common, "request": test})
+    return splits
+
+
+class PersonasTask:
+    """Prompts and rewards of the personas task; same interface as MovieLensTask."""
+
+    name = "personas"
+
+    def __init__(self, max_words: int = 80):
+        self.max_words = max_words
+
+    def prompt(self, example: dict) -> str:
+        lines = ["Some messages this user wrote before:"]
+        lines += [f"- {message}" for message in example["profile"]]
+        lines.append(f"The user asks: {example['request']}")
+        lines.append("Answer in one or two sentences, the way this user would like it.")
+        return "\n".join(lines)
+
+    def messages(self, example: dict) -> list[dict]:
+        return [{"role": "user", "content": self.prompt(example)}]
+
+    def score(self, completion: str, example: dict) -> tuple[float, bool]:
+        """``(reward in [0, 1], whether the answer was usable)``: degenerate answers (empty,
+        repetitive, over-long) score 0 and count as unusable."""
+        reward = persona_reward(completion, example["style"], example["genre"], self.max_words)
+        return reward, not degenerate(completion, self.max_words)

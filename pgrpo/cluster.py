@@ -4,7 +4,12 @@
 ``random``: the same cluster sizes as K-Means, members drawn at random (the paper's
 figure 4 ablation: is it the clustering that helps, or just having groups?).
 
-    python -m pgrpo.cluster --config config.yaml --embeddings FILE.npz --out clusters.json
+    python -m pgrpo.cluster --config config.yaml --embeddings FILE.npz --out clusters.json \
+        [--labels users.jsonl]
+
+``--labels``: a JSON-lines file of users with their true group (``user_id``, ``persona``), as
+the personas task knows it; the output then holds the adjusted Rand index of the clusters
+against it (1 = the true groups recovered, about 0 = chance).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import zipfile
 import numpy as np
 
 from pgrpo.config import load_config
-from pgrpo.io import PgrpoError, run_cli, write_json
+from pgrpo.io import PgrpoError, read_jsonl, run_cli, write_json
 
 
 def kmeans_clusters(embeddings: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -54,6 +59,19 @@ def assign_clusters(embeddings: np.ndarray, k: int, method: str, seed: int) -> n
     return labels
 
 
+def adjusted_rand_index(users: np.ndarray, labels: np.ndarray, truth_file: str) -> float:
+    """ARI of cluster ``labels`` against the ``persona`` of each user in ``truth_file``."""
+    from sklearn.metrics import adjusted_rand_score
+
+    truth = {int(row["user_id"]): row["persona"] for row in read_jsonl(truth_file)}
+    missing = [int(u) for u in users if int(u) not in truth]
+    if missing:
+        raise PgrpoError(
+            f"{truth_file}: no true group for {len(missing)} users (e.g. {missing[0]})"
+        )
+    return float(adjusted_rand_score([truth[int(u)] for u in users], labels))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Cluster users by their embeddings.")
     parser.add_argument("--config", required=True)
@@ -63,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--method", choices=["kmeans", "random"], help="overrides clustering.method"
     )
+    parser.add_argument("--labels", help="users' true groups: report the adjusted Rand index")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     try:
@@ -78,16 +97,17 @@ def main(argv: list[str] | None = None) -> None:
     method = args.method or config["clustering"]["method"]
     labels = assign_clusters(embeddings, k, method, config["seed"])
     sizes = np.bincount(labels, minlength=k).tolist()
-    write_json(
-        args.out,
-        {
-            "method": method,
-            "num_clusters": k,
-            "sizes": sizes,
-            "assignment": {str(int(u)): int(c) for u, c in zip(users, labels, strict=True)},
-        },
-    )
-    print(f"{method} clusters, K={k}, sizes {sizes}")
+    result = {
+        "method": method,
+        "num_clusters": k,
+        "sizes": sizes,
+        "assignment": {str(int(u)): int(c) for u, c in zip(users, labels, strict=True)},
+    }
+    if args.labels:
+        result["adjusted_rand_index"] = adjusted_rand_index(users, labels, args.labels)
+    write_json(args.out, result)
+    ari = f", ARI {result['adjusted_rand_index']:.3f}" if args.labels else ""
+    print(f"{method} clusters, K={k}, sizes {sizes}{ari}")
 
 
 if __name__ == "__main__":

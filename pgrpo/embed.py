@@ -1,11 +1,13 @@
 """Entry point: embed users from the text of their training history.
 
-Each movie's text ("Title (Year) [Genres]") is embedded once with all-MiniLM-L6-v2 (mean
-pooling over tokens, L2-normalised, as sentence-transformers does for this model); a user's
-embedding is the normalised mean over the movies of their training history, so the whole
-history counts, however long, and no test or validation item is seen.
+Each text is embedded once with all-MiniLM-L6-v2 (mean pooling over tokens, L2-normalised,
+as sentence-transformers does for this model); a user's embedding is the normalised mean
+over their texts, so the whole history counts, however long. MovieLens (default): the texts
+are the movies of the user's training history ("Title (Year) [Genres]"), never a test or
+validation item. Personas (``--task personas``): the messages of the user's profile.
 
-    python -m pgrpo.embed --config config.yaml --data resources/movielens --out FILE.npz
+    python -m pgrpo.embed --config config.yaml [--task movielens] --data resources/movielens \
+        --out FILE.npz
 """
 
 from __future__ import annotations
@@ -77,28 +79,48 @@ def user_embeddings(
     return users, np.stack(rows).astype(np.float32)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Embed users from their training history.")
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--data", required=True, help="prepared MovieLens folder")
-    parser.add_argument("--out", required=True, help="output .npz (user_ids, embeddings)")
-    args = parser.parse_args(argv)
-    config = load_config(args.config)
-    data = Path(args.data)
+def movielens_texts(data: Path) -> tuple[dict, dict[int, list]]:
+    """(movie text by item id, each user's training history of item ids)."""
     items = {row["item_id"]: row["text"] for row in read_jsonl(data / "items.jsonl")}
     histories_file = data / "histories.json"
     if not histories_file.is_file():
         raise PgrpoError(f"{histories_file}: file not found")
     histories = {int(u): h for u, h in json.loads(histories_file.read_text()).items()}
+    return items, histories
+
+
+def profile_texts(users_file: Path) -> tuple[dict, dict[int, list]]:
+    """(profile message by (user, index), each user's message keys)."""
+    texts, histories = {}, {}
+    for user in read_jsonl(users_file):
+        keys = [(int(user["user_id"]), i) for i in range(len(user["profile"]))]
+        texts.update(zip(keys, user["profile"], strict=True))
+        histories[int(user["user_id"])] = keys
+    return texts, histories
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Embed users from their training history.")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--task", choices=["movielens", "personas"], default="movielens")
+    parser.add_argument("--data", required=True, help="the task's prepared folder")
+    parser.add_argument("--out", required=True, help="output .npz (user_ids, embeddings)")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    data = Path(args.data)
+    if args.task == "personas":
+        texts, histories = profile_texts(data / "users.jsonl")
+    else:
+        texts, histories = movielens_texts(data)
     needed = sorted({i for h in histories.values() for i in h})
     encoder = config["embedding"]
-    vectors = embed_texts([items[i] for i in needed], encoder["model"], encoder["batch_size"])
+    vectors = embed_texts([texts[i] for i in needed], encoder["model"], encoder["batch_size"])
     item_vectors = dict(zip(needed, vectors, strict=True))
     users, embeddings = user_embeddings(histories, item_vectors)
     with atomic_path(args.out) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, user_ids=users, embeddings=embeddings)
-    print(f"embedded {len(users)} users from {len(needed)} movie texts, dim {embeddings.shape[1]}")
+    print(f"embedded {len(users)} users from {len(needed)} texts, dim {embeddings.shape[1]}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
-"""Entry point: raw MovieLens files -> prompts' examples for training, validation and test.
+"""Entry point: a task's raw data -> prompts' examples for training (and test).
 
-Writes into ``--out``: ``items.jsonl`` (id, text), ``train.jsonl``, ``validation.jsonl``,
-``test.jsonl`` (one example per line: user, history, candidates, answer letter) and
-``histories.json`` (each user's training history, the only items user embeddings see).
-These files are derived row by row from MovieLens and must never be committed.
+``--task movielens`` (default) writes into ``--out``: ``items.jsonl`` (id, text),
+``train.jsonl``, ``validation.jsonl``, ``test.jsonl`` (one example per line: user, history,
+candidates, answer letter) and ``histories.json`` (each user's training history, the only
+items user embeddings see). These files are derived row by row from MovieLens and must never
+be committed.
 
-    python -m pgrpo.prepare --config config.yaml --out resources/movielens
+``--task personas`` writes ``users.jsonl`` (the generated users with their true persona,
+profile and requests), ``train.jsonl`` and ``test.jsonl`` (one example per user and request).
+
+    python -m pgrpo.prepare --config config.yaml [--task movielens] --out resources/movielens
 """
 
 from __future__ import annotations
@@ -76,12 +80,28 @@ def prepare_movielens(config: dict, out_dir: str | Path) -> dict[str, int]:
     return {"items": len(items), "users": len(histories), **counts}
 
 
+def prepare_personas(config: dict, out_dir: str | Path) -> dict[str, int]:
+    """Generate the persona users and write them and their examples; rows per file."""
+    from pgrpo.data.personas import generate_users
+    from pgrpo.tasks.personas import split_examples
+
+    users = generate_users(config["personas"], config["seed"])
+    splits = split_examples(users)
+    out_dir = Path(out_dir)
+    write_jsonl(out_dir / "users.jsonl", users)
+    for name, rows in splits.items():
+        write_jsonl(out_dir / f"{name}.jsonl", rows)
+    return {"users": len(users), **{name: len(rows) for name, rows in splits.items()}}
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Prepare MovieLens next-item examples.")
+    parser = argparse.ArgumentParser(description="Prepare a task's examples.")
     parser.add_argument("--config", required=True)
+    parser.add_argument("--task", choices=["movielens", "personas"], default="movielens")
     parser.add_argument("--out", required=True, help="output folder")
     args = parser.parse_args(argv)
-    counts = prepare_movielens(load_config(args.config), args.out)
+    prepare = prepare_personas if args.task == "personas" else prepare_movielens
+    counts = prepare(load_config(args.config), args.out)
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 

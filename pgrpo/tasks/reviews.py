@@ -1,0 +1,117 @@
+"""Review generation: the prompt (item and the rating the user gave) and the rating-fit reward.
+
+The reward of a generated review is the probability that a rating model assigns to the
+target rating group given the text: a review that reads like the user's rating scores high.
+The rating model is all-MiniLM-L6-v2 sentence embeddings + multinomial logistic regression
+(scikit-learn), trained on the TRAIN split's real reviews only; it remembers which reviews it
+was trained on, so a test can check that no test review leaked in. It is stored as plain
+arrays (``.npz``, no pickle). Empty, repetitive or over-long answers score 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pgrpo.io import PgrpoError, atomic_path
+from pgrpo.tasks.text_checks import degenerate
+
+__all__ = ["RatingModel", "ReviewsTask"]
+
+
+class RatingModel:
+    """Text -> probability of each rating group (embeddings + logistic regression)."""
+
+    def __init__(self, coef, intercept, groups, trained_on, encoder: str = "minilm"):
+        self.coef = np.asarray(coef, dtype=np.float64)  # [groups, dim]
+        self.intercept = np.asarray(intercept, dtype=np.float64)  # [groups]
+        self.groups = [int(g) for g in groups]
+        self.trained_on = [str(r) for r in trained_on]  # review ids of the training texts
+        self.encoder = encoder
+
+    @classmethod
+    def fit(cls, records: list[dict], groups: list[int], encoder="minilm", seed=0) -> RatingModel:
+        """Train on ``records`` (the train split) with their rating ``groups``."""
+        from sklearn.linear_model import LogisticRegression
+
+        from pgrpo.embed import embed_texts
+
+        if len(set(groups)) < 2:
+            raise PgrpoError("reviews: the training split needs at least 2 rating groups")
+        x = embed_texts([r["text"] for r in records], encoder)
+        # Balanced classes: the low ratings are a small minority, and the reward must still
+        # tell a convincing low review from a high one.
+        model = LogisticRegression(max_iter=2000, class_weight="balanced", random_state=seed)
+        model.fit(x, groups)
+        return cls(model.coef_, model.intercept_, model.classes_,
+                   [r["review_id"] for r in records], encoder)  # fmt: skip
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        """[len(texts), groups] probabilities, columns in the order of ``self.groups``."""
+        from pgrpo.embed import embed_texts
+
+        logits = embed_texts(texts, self.encoder) @ self.coef.T + self.intercept
+        if logits.shape[1] == 1:  # binary: sklearn keeps one row of weights
+            logits = np.concatenate([np.zeros_like(logits), logits], axis=1)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def accuracy(self, records: list[dict], groups: list[int]) -> dict[str, float]:
+        """``accuracy`` and ``balanced_accuracy`` (mean recall over groups; chance = 1 / number
+        of groups) of the most likely group against the true ``groups``."""
+        probs = self.probabilities([r["text"] for r in records])
+        predicted, truth = np.asarray(self.groups)[probs.argmax(1)], np.asarray(groups)
+        recalls = [np.mean(predicted[truth == g] == g) for g in self.groups if (truth == g).any()]
+        return {
+            "accuracy": float(np.mean(predicted == truth)),
+            "balanced_accuracy": float(np.mean(recalls)),
+        }
+
+    def save(self, path: str | Path) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, coef=self.coef, intercept=self.intercept, groups=self.groups,
+                     trained_on=np.asarray(self.trained_on), encoder=self.encoder)  # fmt: skip
+
+    @classmethod
+    def load(cls, path: str | Path) -> RatingModel:
+        path = Path(path)
+        if not path.is_file():
+            raise PgrpoError(f"{path}: file not found")
+        with np.load(path, allow_pickle=False) as d:
+            return cls(d["coef"], d["intercept"], d["groups"], d["trained_on"], str(d["encoder"]))
+
+
+class ReviewsTask:
+    """Prompts and rewards of review generation; same interface as MovieLensTask."""
+
+    name = "reviews"
+
+    def __init__(self, rating_model: RatingModel, max_words: int = 150):
+        self.rating_model = rating_model
+        self.max_words = max_words
+        self._column = {g: i for i, g in enumerate(rating_model.groups)}
+
+    def messages(self, example: dict) -> list[dict]:
+        title = f' titled "{example["title"]}"' if example.get("title") else ""
+        prompt = (
+            f"Write the customer's review{title} of {example['item']}. "
+            f"They rated it {example['rating']} out of 5. Two or three sentences."
+        )
+        return [{"role": "user", "content": prompt}]
+
+    def scores(self, completions: list[str], examples: list[dict]) -> list[tuple[float, bool]]:
+        """(probability of the example's group under the rating model, usable) per answer;
+        degenerate answers (empty, repetitive, over-long) score 0 and count as unusable."""
+        usable = [not degenerate(c, self.max_words) for c in completions]
+        texts = [c for c, ok in zip(completions, usable, strict=True) if ok]
+        probs = iter(self.rating_model.probabilities(texts) if texts else [])
+        out = []
+        for ok, example in zip(usable, examples, strict=True):
+            out.append((float(next(probs)[self._column[example["group"]]]), True) if ok
+                       else (0.0, False))  # fmt: skip
+        return out
+
+    def score(self, completion: str, example: dict) -> tuple[float, bool]:
+        return self.scores([completion], [example])[0]

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from pgrpo.advantages import ClusterRewardStats, group_advantages, pgrpo_advantages
+from pgrpo.io import atomic_path
 from pgrpo.loss import policy_loss
 from pgrpo.models import autocast
 from pgrpo.rollout import completion_log_probs, encode_prompts, generate, prefill
@@ -306,8 +307,6 @@ class Trainer:
 
 def save_checkpoint(trainer: Trainer, next_step: int, path) -> None:
     """Write the trainer's state to ``path`` atomically (main process only)."""
-    from pgrpo.io import atomic_path
-
     if trainer.accelerator.is_main_process:
         with atomic_path(path) as tmp:
             torch.save(trainer.state_dict(next_step), tmp)

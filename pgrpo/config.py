@@ -25,17 +25,26 @@ def _schema() -> dict:
         return yaml.safe_load(f)
 
 
+# Tasks of the pipeline; each task's config section may override these sections for it.
+TASKS = ("movielens", "personas", "reviews")
+TASK_SECTIONS = ("clustering", "train", "evaluation")
+
+
 def _fill_defaults(schema: dict, node: dict) -> None:
-    """Insert the schema's defaults for missing keys, recursively (objects only)."""
+    """Insert the schema's defaults for missing keys, recursively (objects only). An object
+    without declared properties (a task's overrides) gets its default's missing keys."""
     for key, sub in schema.get("properties", {}).items():
         if key not in node and "default" in sub:
             node[key] = copy.deepcopy(sub["default"])
         if isinstance(node.get(key), dict) and sub.get("type") == "object":
+            if "properties" not in sub and isinstance(sub.get("default"), dict):
+                for k, v in sub["default"].items():
+                    node[key].setdefault(k, copy.deepcopy(v))
             _fill_defaults(sub, node[key])
 
 
-def _error_line(error: jsonschema.ValidationError, source: str) -> str:
-    key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+def _error_line(error: jsonschema.ValidationError, source: str, within: str = "") -> str:
+    key = within + ".".join(str(p) for p in error.absolute_path) or "<top level>"
     if error.validator == "additionalProperties":
         allowed = set(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - allowed)
@@ -58,6 +67,11 @@ def validate_config(config: dict, source: str = "config") -> dict:
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise PgrpoError(_error_line(errors[0], source))
+    for task in TASKS:  # each task's overrides, validated as the sections they produce
+        merged = task_config(config, task)
+        errors = sorted(validator.iter_errors(merged), key=lambda e: list(e.absolute_path))
+        if errors:
+            raise PgrpoError(_error_line(errors[0], source, within=f"{task}."))
     movielens = config["movielens"]
     if movielens["min_ratings"] < movielens["history_length"] + 3:
         raise PgrpoError(
@@ -82,6 +96,18 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     if overrides:
         _deep_update(config, overrides)
     return validate_config(config, str(path))
+
+
+def task_config(config: dict, task: str) -> dict:
+    """A copy of a validated ``config`` as ``task`` sees it: the task's ``clustering``,
+    ``train`` and ``evaluation`` overrides (e.g. ``personas.train.max_new_tokens``) merged
+    over the top-level sections of the same names."""
+    if task not in TASKS:
+        raise PgrpoError(f"task: {task!r} is not one of {', '.join(TASKS)}")
+    merged = copy.deepcopy(config)
+    for section in TASK_SECTIONS:
+        _deep_update(merged[section], copy.deepcopy(config[task].get(section, {})))
+    return merged
 
 
 def _deep_update(base: dict, update: dict) -> None:

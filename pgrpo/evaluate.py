@@ -1,11 +1,17 @@
-"""Entry point: test accuracy of a policy (base model, or base + adapter), overall and per cluster.
+"""Entry point: test reward of a policy (base model, or base + adapter), overall, per cluster
+and per true preference group.
 
-Greedy answers to the test prompts (the last interaction of each user, never seen in
-training), parsed into a letter; an unparseable answer counts as wrong and is reported.
+Greedy answers to the task's test prompts (never seen in training), scored by the task's
+reward: MovieLens, 1 for the right letter (its mean is the test accuracy; an unparseable
+answer counts as wrong and is reported); personas, the style + genre score of the user's
+persona (reported per persona as well); reviews, the rating model's probability of the
+target rating group (reported per rating group). ``usable_rate`` is the share of answers the
+task could use (parsed letter; non-degenerate text).
 
-    python -m pgrpo.evaluate --config config.yaml --model resources/models/smollm2-135m \
-        [--adapter outputs/movielens/pgrpo/adapter] --data resources/movielens \
-        --clusters outputs/movielens/clusters/kmeans_k4.json --out eval.json
+    python -m pgrpo.evaluate --config config.yaml [--task movielens] \
+        --model resources/models/smollm2-135m [--adapter outputs/movielens/pgrpo/adapter] \
+        --data resources/movielens --clusters outputs/movielens/clusters/kmeans_k4.json \
+        [--reward-model outputs/reviews/rating_model.npz] --out eval.json
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pgrpo.config import load_config
+from pgrpo.config import TASKS, load_config, task_config
 from pgrpo.io import read_jsonl, run_cli, write_json
 from pgrpo.models import autocast, load_adapter, load_base_model, load_tokenizer, stop_token_ids
 from pgrpo.rollout import encode_prompts, generate
-from pgrpo.train import load_clusters, load_task
+from pgrpo.tasks import load_task
+from pgrpo.train import load_clusters
 
 
 def select_examples(examples: list[dict], max_users: int | None, seed: int) -> list[dict]:
@@ -48,40 +55,54 @@ def answer_all(model, tokenizer, task, examples, batch_size, max_new_tokens, pro
     return texts
 
 
-def accuracy_report(correct, parsed, clusters, num_clusters: int) -> dict:
-    """Accuracy overall and per cluster, worst-cluster accuracy, parse rate, counts."""
-    correct, parsed, clusters = map(np.asarray, (correct, parsed, clusters))
-    per_cluster = {}
-    for k in range(num_clusters):
-        in_k = clusters == k
-        if in_k.any():
-            per_cluster[str(k)] = {"accuracy": float(correct[in_k].mean()), "n": int(in_k.sum())}
+def _per(values: np.ndarray, keys: np.ndarray) -> dict[str, dict]:
     return {
-        "accuracy": float(correct.mean()),
-        "n": int(len(correct)),
-        "parse_rate": float(parsed.mean()),
-        "per_cluster": per_cluster,
-        "worst_cluster_accuracy": min(c["accuracy"] for c in per_cluster.values()),
+        str(k): {"reward": float(values[keys == k].mean()), "n": int((keys == k).sum())}
+        for k in sorted(set(keys.tolist()))
     }
 
 
+def reward_report(rewards, usable, clusters, num_clusters: int, groups=None) -> dict:
+    """Mean reward overall, per cluster (and the worst), per true group when ``groups`` is
+    given (and the worst), usable rate, counts."""
+    rewards, usable, clusters = map(np.asarray, (rewards, usable, clusters))
+    per_cluster = _per(rewards, clusters)
+    missing = set(map(str, range(num_clusters))) - per_cluster.keys()
+    report = {
+        "reward": float(rewards.mean()),
+        "n": int(len(rewards)),
+        "usable_rate": float(usable.mean()),
+        "per_cluster": per_cluster,
+        "worst_cluster_reward": min(c["reward"] for c in per_cluster.values()),
+        "clusters_without_test_users": sorted(missing, key=int),
+    }
+    if groups is not None:
+        per_group = _per(rewards, np.asarray(groups))
+        worst = min(per_group, key=lambda g: per_group[g]["reward"])
+        report.update(per_group=per_group, worst_group=worst,
+                      worst_group_reward=per_group[worst]["reward"])  # fmt: skip
+    return report
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Evaluate test accuracy per cluster.")
+    parser = argparse.ArgumentParser(description="Evaluate the test reward per cluster.")
     parser.add_argument("--config", required=True)
+    parser.add_argument("--task", choices=TASKS, default="movielens")
     parser.add_argument("--model", required=True)
     parser.add_argument("--adapter", default=None, help="saved adapter; omit for the base model")
     parser.add_argument("--data", required=True)
     parser.add_argument("--clusters", required=True)
+    parser.add_argument("--reward-model", help="reviews: the rating model (.npz)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = task_config(load_config(args.config), args.task)
     cfg = config["evaluation"]
     torch.set_num_threads(config["train"]["threads"])
     started = time.perf_counter()
 
     data_dir = Path(args.data)
-    task = load_task(data_dir)
+    task = load_task(args.task, data_dir, config, args.reward_model)
     cluster_of_user, num_clusters = load_clusters(args.clusters)
     examples = [e for e in read_jsonl(data_dir / "test.jsonl") if e["user_id"] in cluster_of_user]
     examples = select_examples(examples, cfg["max_users"], config["seed"])
@@ -95,19 +116,29 @@ def main(argv: list[str] | None = None) -> None:
             model, tokenizer, task, examples, cfg["batch_size"], cfg["max_new_tokens"],
             progress=not args.no_progress,
         )  # fmt: skip
-    scores = [task.score(t, e) for t, e in zip(texts, examples, strict=True)]
-    report = accuracy_report(
-        [s[0] for s in scores],
-        [s[1] for s in scores],
+    scores = task.scores(texts, examples)
+    groups = [task.group_of(e) for e in examples]
+    report = reward_report(
+        [r for r, _ in scores],
+        [u for _, u in scores],
         [cluster_of_user[e["user_id"]] for e in examples],
         num_clusters,
+        groups if all(g is not None for g in groups) else None,
     )
+    report["task"] = args.task
+    report["samples"] = [
+        {"user_id": e["user_id"], "group": g, "answer": t, "reward": r}
+        for e, g, t, (r, _) in list(zip(examples, groups, texts, scores, strict=True))[:8]
+    ]
     report["seconds"] = time.perf_counter() - started
-    report["num_candidates"] = cfg["num_candidates"]
+    report["max_new_tokens"] = cfg["max_new_tokens"]
+    if args.task == "movielens":
+        report["num_candidates"] = cfg["num_candidates"]
     write_json(args.out, report)
+    worst = f", worst group {report['worst_group']}" if "worst_group" in report else ""
     print(
-        f"accuracy {report['accuracy']:.3f} on {report['n']} users, parse rate "
-        f"{report['parse_rate']:.3f}, worst cluster {report['worst_cluster_accuracy']:.3f}"
+        f"{args.task}: reward {report['reward']:.3f} on {report['n']} test examples, usable "
+        f"{report['usable_rate']:.3f}, worst cluster {report['worst_cluster_reward']:.3f}{worst}"
     )
 
 

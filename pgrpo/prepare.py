@@ -9,6 +9,12 @@ be committed.
 ``--task personas`` writes ``users.jsonl`` (the generated users with their true persona,
 profile and requests), ``train.jsonl`` and ``test.jsonl`` (one example per user and request).
 
+``--task reviews`` writes ``train.jsonl`` and ``test.jsonl`` (one example per real review:
+item, review title, rating, its rating group and the review text, which only the rating model
+reads) and ``groups.json`` (each example's rating group, in the clustering rule's layout: the
+groups are the task's preference clusters). Each review is its own "user" (``user_id`` is the
+example's index). Reviews without text are skipped and counted.
+
     python -m pgrpo.prepare --config config.yaml [--task movielens] --out resources/movielens
 """
 
@@ -30,9 +36,15 @@ from pgrpo.data.movielens import (
     load_movielens,
     training_history,
 )
-from pgrpo.io import run_cli, write_jsonl, write_text
+from pgrpo.io import PgrpoError, run_cli, write_json, write_jsonl, write_text
 
 OUTPUT_FILES = ("items.jsonl", "train.jsonl", "validation.jsonl", "test.jsonl", "histories.json")
+# The files each task's prepare step writes (the rules' outputs).
+PREPARED_FILES = {
+    "movielens": OUTPUT_FILES,
+    "personas": ("users.jsonl", "train.jsonl", "test.jsonl"),
+    "reviews": ("train.jsonl", "test.jsonl", "groups.json"),
+}
 
 
 def subsample_users(ml: MovieLens, max_users: int | None, seed: int) -> MovieLens:
@@ -94,14 +106,56 @@ def prepare_personas(config: dict, out_dir: str | Path) -> dict[str, int]:
     return {"users": len(users), **{name: len(rows) for name, rows in splits.items()}}
 
 
+def prepare_reviews(config: dict, out_dir: str | Path, path: str | Path | None = None):
+    """Load the reviews (``path`` or config ``reviews.path`` or the clothing wheel), split them
+    and write the examples and the rating groups; rows per file."""
+    from pgrpo.data import reviews as data
+
+    cfg, seed = config["reviews"], config["seed"]
+    path = path or cfg["path"]
+    if path is None and cfg["source"] == "goodreads":
+        raise PgrpoError("reviews.path: give the Goodreads reviews file (or run the download)")
+    groups = data.group_spec(cfg["rating_groups"])
+    if cfg["source"] == "goodreads":
+        records, skipped = data.load_goodreads_reviews(path)
+    else:
+        records, skipped = data.load_clothing_reviews(path or data.default_reviews_file())
+    if cfg["max_reviews"] is not None and cfg["max_reviews"] < len(records):
+        keep = np.random.default_rng([seed, 13]).choice(len(records), cfg["max_reviews"], False)
+        records = [records[i] for i in sorted(keep)]
+    splits = data.split_reviews(records, cfg["test_fraction"], seed)
+    labels = [data.group_label(g) for g in groups]
+    out_dir, assignment, index = Path(out_dir), {}, 0
+    for name in ("train", "test"):
+        rows, ratings = [], [r["rating"] for r in splits[name]]
+        for record, group in zip(splits[name], data.rating_groups(ratings, groups), strict=True):
+            rows.append({"user_id": index, **record, "group": group, "group_label": labels[group]})
+            assignment[str(index)] = group
+            index += 1
+        write_jsonl(out_dir / f"{name}.jsonl", rows)
+    sizes = np.bincount(list(assignment.values()), minlength=len(groups)).tolist()
+    write_json(out_dir / "groups.json", {
+        "method": "rating", "num_clusters": len(groups), "sizes": sizes, "labels": labels,
+        "assignment": assignment, "skipped_without_text": skipped,
+    })  # fmt: skip
+    counts = {name: len(rows) for name, rows in splits.items()}
+    return {**counts, "skipped (no text or no rating)": skipped, "group sizes": sizes}
+
+
+PREPARE = {"movielens": prepare_movielens, "personas": prepare_personas, "reviews": prepare_reviews}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Prepare a task's examples.")
     parser.add_argument("--config", required=True)
-    parser.add_argument("--task", choices=["movielens", "personas"], default="movielens")
+    parser.add_argument("--task", choices=sorted(PREPARE), default="movielens")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--raw", help="reviews: the reviews file (overrides reviews.path)")
     args = parser.parse_args(argv)
-    prepare = prepare_personas if args.task == "personas" else prepare_movielens
-    counts = prepare(load_config(args.config), args.out)
+    if args.raw and args.task != "reviews":
+        raise PgrpoError("--raw: only the reviews task reads a raw file given here")
+    extra = {"path": args.raw} if args.raw else {}
+    counts = PREPARE[args.task](load_config(args.config), args.out, **extra)
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 

@@ -3,12 +3,21 @@
 The tracking URI is ``MLFLOW_TRACKING_URI`` when set, else a SQLite store ``mlflow.db`` in
 the directory the pipeline runs in (the plain ``./mlruns`` file store is deprecated in
 MLflow 3). Only the main process talks to MLflow.
+
+Several training jobs may start at once (``snakemake --cores N``): the first access to a new
+SQLite store creates its schema and the experiment, which two processes must not do at the
+same time (the second fails with "table already exists"). Run creation therefore holds an
+exclusive lock on ``<store>.lock`` beside a SQLite store; metric writes that meet a busy
+database are retried.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
+import time
 from pathlib import Path
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -16,6 +25,34 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+@contextlib.contextmanager
+def store_lock(uri: str):
+    """An exclusive inter-process lock beside a SQLite store (no-op for other stores)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        yield
+        return
+    lock = Path(uri[len(prefix) :] + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _retry_busy(call, attempts: int = 5, wait: float = 0.5):
+    """``call()``, retried while the SQLite database is locked by another writer."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as e:  # mlflow wraps sqlalchemy's OperationalError
+            if "locked" not in str(e) or attempt == attempts - 1:
+                raise
+            time.sleep(wait * (attempt + 1))
 
 
 def git_commit() -> str:
@@ -54,21 +91,25 @@ class Tracker:
             return
         import mlflow
 
-        mlflow.set_tracking_uri(tracking_uri())
-        mlflow.set_experiment(experiment)
-        run = mlflow.start_run(run_name=run_name, tags={k: str(v) for k, v in tags.items()})
-        self.run_id = run.info.run_id
+        uri = tracking_uri()
+        mlflow.set_tracking_uri(uri)
         params = {k: str(v)[:500] for k, v in _flatten("", config, {}).items()}
-        mlflow.log_params(params)
+        with store_lock(uri):
+            mlflow.set_experiment(experiment)
+            tags = {k: str(v) for k, v in tags.items()}
+            run = mlflow.start_run(run_name=run_name, tags=tags)
+            self.run_id = run.info.run_id
+            mlflow.log_params(params)
 
     def log_metrics(self, metrics: dict, step: int) -> None:
         if self.enabled and self.run_id:
             import mlflow
 
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+            values = {k: float(v) for k, v in metrics.items()}
+            _retry_busy(lambda: mlflow.log_metrics(values, step=step))
 
     def end(self, status: str = "FINISHED") -> None:
         if self.enabled and self.run_id:
             import mlflow
 
-            mlflow.end_run(status=status)
+            _retry_busy(lambda: mlflow.end_run(status=status))

@@ -1,8 +1,13 @@
 """Entry point: train a LoRA adapter with GRPO or P-GRPO; launched by ``accelerate launch``.
 
     accelerate launch --num_processes 1 -m pgrpo.train --config config.yaml --method pgrpo \
-        --model resources/models/smollm2-135m --data resources/movielens \
+        [--task movielens] --model resources/models/smollm2-135m --data resources/movielens \
         --clusters outputs/movielens/clusters/kmeans_k4.json --out outputs/movielens/pgrpo
+
+``--task personas`` / ``--task reviews`` train on those tasks' prepared folders (reviews also
+needs ``--reward-model``, the rating model); the task's overrides of the train section apply
+(``personas.train`` over ``train``). The clusters file of reviews is the prepared
+``groups.json`` (the rating groups).
 
 Writes ``--out``/adapter (peft ``save_pretrained``, safetensors) and ``--out``/metrics.jsonl
 (one line of metrics per step), each only when training has finished. Every step is also
@@ -19,11 +24,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from pgrpo.config import config_hash, load_config
+from pgrpo.config import TASKS, config_hash, load_config, task_config
 from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli, write_jsonl
 from pgrpo.launch import make_accelerator
 from pgrpo.models import LoraSettings, add_lora, load_base_model, load_tokenizer, stop_token_ids
-from pgrpo.tasks.movielens import MovieLensTask
+from pgrpo.tasks import load_task
 from pgrpo.tracking import Tracker, git_commit
 from pgrpo.trainer import Trainer, TrainSettings, seed_everything
 
@@ -37,23 +42,20 @@ def load_clusters(path: str | Path) -> tuple[dict[int, int], int]:
     return {int(u): int(c) for u, c in data["assignment"].items()}, int(data["num_clusters"])
 
 
-def load_task(data_dir: Path) -> MovieLensTask:
-    items = {row["item_id"]: row for row in read_jsonl(data_dir / "items.jsonl")}
-    return MovieLensTask(items)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train GRPO or P-GRPO with LoRA.")
     parser.add_argument("--config", required=True)
     parser.add_argument("--method", required=True, choices=["grpo", "pgrpo"])
+    parser.add_argument("--task", choices=TASKS, default="movielens")
     parser.add_argument("--model", required=True, help="materialised base model folder")
-    parser.add_argument("--data", required=True, help="prepared MovieLens folder")
+    parser.add_argument("--data", required=True, help="the task's prepared folder")
     parser.add_argument("--clusters", required=True)
+    parser.add_argument("--reward-model", help="reviews: the rating model (.npz)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    config = load_config(args.config)
+    config = task_config(load_config(args.config), args.task)
     settings = TrainSettings.from_config(config, args.method)
     torch.set_num_threads(config["train"]["threads"])
     accelerator = make_accelerator()
@@ -67,22 +69,22 @@ def main(argv: list[str] | None = None) -> None:
         raise PgrpoError(f"{args.clusters}: {len(missing)} training users have no cluster")
     tokenizer = load_tokenizer(args.model)
     policy = add_lora(load_base_model(args.model), LoraSettings.from_config(config))
+    task = load_task(args.task, data_dir, config, args.reward_model)
     trainer = Trainer(
-        policy, tokenizer, load_task(data_dir), accelerator, settings, num_clusters,
-        stop_token_ids(tokenizer),
-    )  # fmt: skip
+        policy, tokenizer, task, accelerator, settings, num_clusters, stop_token_ids(tokenizer)
+    )
 
     tracker = Tracker(enabled=accelerator.is_main_process)
     tags = {
-        "task": "movielens", "method": args.method, "num_clusters": num_clusters,
+        "task": args.task, "method": args.method, "num_clusters": num_clusters,
         "seed": settings.seed, "git_commit": git_commit(), "config_hash": config_hash(config),
         "model": config["model"]["name"], "processes": accelerator.num_processes,
     }  # fmt: skip
-    tracker.start(config["mlflow"]["experiment"], f"movielens-{args.method}", config, tags)
+    tracker.start(config["mlflow"]["experiment"], f"{args.task}-{args.method}", config, tags)
     history: list[dict] = []
     bar = tqdm(
         total=settings.steps,
-        desc=f"{args.method}",
+        desc=f"{args.task} {args.method}",
         disable=args.no_progress or not accelerator.is_main_process,
     )
     started = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 import yaml
 from entrypoints import cli_env
 
-from pgrpo.config import SCHEMA_PATH, load_config, validate_config
+from pgrpo.config import SCHEMA_PATH, load_config, task_config, validate_config
 from pgrpo.io import PgrpoError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -254,3 +255,43 @@ def test_snakemake_rejects_bad_config(tmp_path):
     assert result.returncode != 0, output
     assert "train.steps" in output
     assert not (workdir / "outputs").exists()
+
+
+# ------------------------------------------------------------------------- task overrides
+
+
+def test_task_overrides_merge_over_the_top_level_sections():
+    config = validate_config(
+        {"train": {"beta": 0.5, "group_size": 4},
+         "personas": {"train": {"group_size": 2}}}
+    )  # fmt: skip
+    personas = task_config(config, "personas")
+    assert personas["train"]["beta"] == 0.5  # top level
+    assert personas["train"]["group_size"] == 2  # the task's override wins
+    assert personas["train"]["steps"] == 60  # the schema's override defaults, kept
+    assert personas["clustering"]["num_clusters"] == 7
+    movielens = task_config(config, "movielens")
+    assert movielens["train"]["group_size"] == 4 and movielens["clustering"]["num_clusters"] == 4
+    assert config["train"]["group_size"] == 4  # the config itself is not changed
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"personas": {"train": {"stepz": 3}}}, "personas.train.stepz: unknown key"),
+        ({"reviews": {"evaluation": {"max_new_tokens": 0}}},
+         "reviews.evaluation.max_new_tokens: 0 is less than the minimum of 1"),
+        ({"movielens": {"clustering": {"method": "dbscan"}}},
+         "movielens.clustering.method: 'dbscan' is not one of the allowed values"),
+    ],
+)  # fmt: skip
+def test_a_bad_task_override_names_the_task_and_key(override, message):
+    with pytest.raises(PgrpoError, match=re.escape(message)):
+        validate_config(override, "c.yaml")
+
+
+def test_unknown_task_is_named():
+    with pytest.raises(PgrpoError, match="task: 'music' is not one of"):
+        task_config(validate_config({}), "music")
+    with pytest.raises(PgrpoError, match=r"tasks.0: 'music' is not one of the allowed values"):
+        validate_config({"tasks": ["music"]})

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import http.server
 import re
 import socket
-import threading
 import zipfile
 from pathlib import Path
 
 import pytest
 from entrypoints import one_error_line, run_entry
+from localhost import serving
 
-from pgrpo.download import SOURCES, fetch
+from pgrpo.download import SOURCES, fetch, fetch_file
 from pgrpo.io import PgrpoError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,15 +39,8 @@ def server(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     handler = functools.partial(QuietHandler, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield site, f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)) as base:
+        yield site, base
 
 
 def make_zip(path: Path, files: dict[str, str] = FILES) -> str:
@@ -175,3 +169,25 @@ def test_pinned_ml1m_source():
     assert url.startswith("https://") and url.endswith(".zip")
     assert isinstance(size, int) and size > 1_000_000
     assert inner == "ml-1m"
+
+
+def test_a_single_file_is_kept_as_it_is_only_with_the_right_sha256(server, tmp_path):
+    site, base = server
+    payload = gzip.compress(b'{"review_id": "r1", "rating": 5}\n')
+    (site / "reviews.json.gz").write_bytes(payload)
+    out = tmp_path / "raw" / "goodreads" / "reviews.json.gz"
+    with pytest.raises(PgrpoError, match="expected the pinned"):
+        fetch_file(f"{base}/reviews.json.gz", "0" * 64, out, timeout=10)
+    assert_nothing_written(out)
+    fetch_file(f"{base}/reviews.json.gz", hashlib.sha256(payload).hexdigest(), out, timeout=10)
+    assert out.read_bytes() == payload
+    assert sorted(p.name for p in out.parent.iterdir()) == ["reviews.json.gz"]
+
+
+def test_cli_refuses_a_url_without_a_pinned_sha256(server, tmp_path):
+    _, base = server
+    out = tmp_path / "raw" / "reviews.json.gz"
+    result = run_entry("pgrpo.download", "--url", f"{base}/reviews.json.gz", "--sha256", "",
+                       "--file", "--out", str(out), timeout=120)  # fmt: skip
+    assert "set reviews.sha256" in one_error_line(result)
+    assert_nothing_written(out)

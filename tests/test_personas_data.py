@@ -113,3 +113,21 @@ def test_task_prompts_show_the_profile_not_the_persona():
     formal = {**example, "style": "formal", "genre": "classical"}
     assert task.score(good, formal)[0] > 0.6
     assert task.score("", formal) == (0.0, False)
+
+
+def test_echoing_the_profile_or_request_scores_zero():
+    from pgrpo.tasks.personas import PersonasTask
+
+    example = {
+        "persona": "formal-classical", "style": "formal", "genre": "classical",
+        "profile": ["I would recommend Vivaldi; I found it particularly refined.",
+                    "Kindly suggest further works in the manner of Bach."],
+        "request": "Recommend music for a Sunday morning.",
+    }  # fmt: skip
+    task = PersonasTask()
+    own = "I would kindly recommend a Mozart symphony; consider Bach's cello suites as well."
+    assert task.score(own, example)[0] > 0.5
+    for echo in ("I would recommend Vivaldi; I found it particularly refined.",
+                 "Sure. Kindly suggest further works in the manner of Mozart, please.",
+                 "Recommend music for a Sunday morning: Mozart's symphony."):  # fmt: skip
+        assert task.score(echo, example) == (0.0, False), echo

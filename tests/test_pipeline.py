@@ -1,8 +1,9 @@
 """The whole DAG at CI scale (.test/config.yaml): real data, tiny model, real MLflow store.
 
 Runs `snakemake` once for the session in a temporary working directory, then checks what a
-user gets: the table, the figure, the adapters, MLflow runs with every logged metric, and a
-second `snakemake` that has nothing to do.
+user gets: the three tasks' tables and figures, the adapters, the rating model (fitted on
+the train split only), MLflow runs with every logged metric, and a second `snakemake` that
+has nothing to do.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("grpo", "pgrpo")
+TASKS = ("movielens", "personas", "reviews")
 STEP_METRICS = ("reward_mean", "loss", "kl", "clip_fraction", "zero_std_group_fraction")
 
 
@@ -56,17 +58,70 @@ def test_table_has_a_row_per_method_with_accuracies_per_cluster(run):
         assert all(0.0 <= a <= 1.0 for a in clusters)
         assert float(row["worst_cluster_accuracy"]) == pytest.approx(min(clusters))
         assert 0.0 <= float(row["test_accuracy"]) <= 1.0
-        assert int(row["n_test_users"]) == run["config"]["evaluation"]["max_users"]
+        assert int(row["n_test"]) == run["config"]["evaluation"]["max_users"]
     for row in rows[1:]:
         assert 0.0 <= float(row["final_train_reward"]) <= 1.0
     markdown = (run["dir"] / ".test/results/tables/movielens.md").read_text()
     assert "| P-GRPO |" in markdown and "| GRPO |" in markdown
 
 
-def test_reward_curve_figure_is_a_png(run):
-    figure = run["dir"] / ".test/results/figures/movielens_reward_curves.png"
-    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert figure.stat().st_size > 10_000
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_personas_table_has_the_reward_of_each_persona_and_the_clusters_ari(run):
+    out = run["dir"] / ".test"
+    rows = list(csv.DictReader((out / "results/tables/personas.csv").open()))
+    assert [r["method"] for r in rows] == ["Base model", "GRPO", "P-GRPO"]
+    tested = {e["persona"] for e in _jsonl(out / "resources/personas/test.jsonl")}
+    clusters = json.loads((out / "outputs/personas/clusters/kmeans_k7.json").read_text())
+    for row in rows:
+        rewards = {c[len("reward_") :]: float(v) for c, v in row.items() if c.startswith("reward_")}
+        assert set(rewards) <= tested and len(rewards) >= 3
+        assert float(row["worst_group_reward"]) == pytest.approx(min(rewards.values()))
+        assert rewards[row["worst_group"]] == pytest.approx(min(rewards.values()))
+        assert float(row["cluster_ari"]) == pytest.approx(clusters["adjusted_rand_index"])
+    assert -1.0 <= clusters["adjusted_rand_index"] <= 1.0 and clusters["num_clusters"] == 7
+
+
+def test_reviews_table_has_the_reward_of_each_rating_and_the_rating_models_accuracy(run):
+    out = run["dir"] / ".test"
+    rows = list(csv.DictReader((out / "results/tables/reviews.csv").open()))
+    rating = json.loads((out / "outputs/reviews/rating_model.json").read_text())
+    for row in rows:
+        columns = [c for c in row if c.startswith("reward_rating_")]
+        assert columns == sorted(columns) and len(columns) >= 3
+        assert float(row["rating_model_balanced_accuracy"]) == rating["balanced_accuracy"]
+        assert float(row["rating_model_accuracy"]) == rating["accuracy"]
+    assert rating["n_test"] == len(_jsonl(out / "resources/reviews/test.jsonl"))
+
+
+def test_rating_model_was_fitted_on_train_reviews_only(run):
+    import numpy as np
+
+    out = run["dir"] / ".test"
+    train = {str(r["review_id"]) for r in _jsonl(out / "resources/reviews/train.jsonl")}
+    test = {str(r["review_id"]) for r in _jsonl(out / "resources/reviews/test.jsonl")}
+    with np.load(out / "outputs/reviews/rating_model.npz", allow_pickle=False) as model:
+        fitted = set(model["trained_on"].tolist())
+    assert not fitted & test
+    assert fitted <= train
+    assert len(fitted) == min(len(train), run["config"]["reviews"]["rating_model_max_reviews"])
+
+
+def test_reward_curve_figures_are_pngs(run):
+    for task in TASKS:
+        figure = run["dir"] / f".test/results/figures/{task}_reward_curves.png"
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert figure.stat().st_size > 10_000
+
+
+def test_dvc_metrics_hold_each_tasks_headline_numbers(run):
+    for task in TASKS:
+        summary = json.loads((run["dir"] / f".test/results/metrics/{task}.json").read_text())
+        assert set(summary[task]) == {"Base model", "GRPO", "P-GRPO"}
+        key = "test_accuracy" if task == "movielens" else "test_reward"
+        assert all(0.0 <= m[key] <= 1.0 for m in summary[task].values())
 
 
 def test_simulation_table_and_figure(run):
@@ -76,35 +131,38 @@ def test_simulation_table_and_figure(run):
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_each_method_saved_an_adapter_and_its_metrics(run):
+@pytest.mark.parametrize("task", TASKS)
+def test_each_method_saved_an_adapter_and_its_metrics(run, task):
     steps = run["config"]["train"]["steps"]
     for method in METHODS:
-        out = run["dir"] / ".test/outputs/movielens" / method
+        out = run["dir"] / ".test/outputs" / task / method
         assert (out / "adapter/adapter_model.safetensors").stat().st_size > 0
         assert json.loads((out / "adapter/adapter_config.json").read_text())["r"] == 4
         lines = (out / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(line)["step"] for line in lines] == list(range(steps))
 
 
-def test_mlflow_has_every_step_metric_of_both_runs(run):
+def test_mlflow_has_every_step_metric_of_every_run(run):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=run["env"]["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name(run["config"]["mlflow"]["experiment"])
     runs = client.search_runs([experiment.experiment_id])
-    assert sorted(r.data.tags["method"] for r in runs) == sorted(METHODS)
+    found = sorted((r.data.tags["task"], r.data.tags["method"]) for r in runs)
+    assert found == sorted((t, m) for t in TASKS for m in METHODS)
     steps = run["config"]["train"]["steps"]
     for r in runs:
         assert r.info.status == "FINISHED"
         assert r.data.params["train.steps"] == str(steps)
-        assert r.data.tags["task"] == "movielens"
+        assert r.info.run_name == f"{r.data.tags['task']}-{r.data.tags['method']}"
         for name in STEP_METRICS:
             history = client.get_metric_history(r.info.run_id, name)
             assert sorted(m.step for m in history) == list(range(steps)), name
         per_cluster = [m for m in r.data.metrics if m.startswith("reward_mean/cluster_")]
         assert per_cluster
         # MLflow holds what the run wrote to metrics.jsonl, step by step.
-        local = run["dir"] / ".test/outputs/movielens" / r.data.tags["method"] / "metrics.jsonl"
+        local = run["dir"] / ".test/outputs" / r.data.tags["task"] / r.data.tags["method"]
+        local = local / "metrics.jsonl"
         logged = [json.loads(line)["reward_mean"] for line in local.read_text().splitlines()]
         history = client.get_metric_history(r.info.run_id, "reward_mean")
         assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(logged)

@@ -10,6 +10,8 @@ import pytest
 
 from pgrpo.data.reviews import (
     default_reviews_file,
+    group_label,
+    group_spec,
     load_clothing_reviews,
     load_goodreads_reviews,
     rating_groups,
@@ -91,10 +93,13 @@ def test_goodreads_errors_name_the_line(tmp_path):
 
 def test_groups_and_split(clothing):
     records, _ = clothing
-    assert rating_groups([1, 5, 3]) == [1, 5, 3]
-    assert rating_groups([1, 2, 5], {1: 0, 2: 0, 3: 1, 4: 2, 5: 2}) == [0, 0, 2]
-    with pytest.raises(PgrpoError, match=r"no group for rating\(s\) \[5\]"):
-        rating_groups([1, 5], {1: 0})
+    assert rating_groups([1, 5, 3]) == [0, 4, 2]
+    assert rating_groups([1, 2, 5, 3], [[4, 5], [1, 2], [3]]) == [1, 1, 0, 2]
+    assert [group_label(g) for g in group_spec([[2, 1], [3], [5, 4]])] == ["1-2", "3", "4-5"]
+    assert group_label([1, 3]) == "1,3"
+    for bad in ([[1], [5]], [[1, 2], [2, 3, 4, 5]]):
+        with pytest.raises(PgrpoError, match=r"reviews.rating_groups: every rating 1-5"):
+            group_spec(bad)
     split = split_reviews(records, 0.1, seed=0)
     train = {r["review_id"] for r in split["train"]}
     test = {r["review_id"] for r in split["test"]}

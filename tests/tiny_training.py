@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pgrpo.tasks import Task
 
-class LengthParityTask:
+
+class LengthParityTask(Task):
     """MovieLens prompts, reward = parity of the answer's length: the random tiny model then
     gets varied rewards, so the advantages (and the update) are not zero."""
 

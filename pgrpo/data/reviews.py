@@ -100,14 +100,30 @@ def load_goodreads_reviews(path: str | Path) -> tuple[list[dict], int]:
     return records, skipped
 
 
-def rating_groups(ratings: list[int], merge: dict[int, int] | None = None) -> list[int]:
-    """Preference group of each rating: the rating itself, or ``merge[rating]``."""
-    if merge is None:
-        return [int(r) for r in ratings]
-    unknown = sorted({int(r) for r in ratings} - set(merge))
-    if unknown:
-        raise PgrpoError(f"reviews.merge_ratings: no group for rating(s) {unknown}")
-    return [int(merge[int(r)]) for r in ratings]
+def group_spec(groups: list[list[int]] | None) -> list[list[int]]:
+    """The rating groups (config ``reviews.rating_groups``), checked: every rating 1-5 in
+    exactly one group. None = one group per rating."""
+    if groups is None:
+        return [[r] for r in range(1, 6)]
+    ratings = [int(r) for g in groups for r in g]
+    if sorted(ratings) != [1, 2, 3, 4, 5]:
+        raise PgrpoError(
+            f"reviews.rating_groups: every rating 1-5 must be in exactly one group, got {groups}"
+        )
+    return [sorted(int(r) for r in g) for g in groups]
+
+
+def group_label(group: list[int]) -> str:
+    """``"1-2"`` for [1, 2], ``"3"`` for [3], ``"1,3"`` for [1, 3]."""
+    if len(group) > 1 and group == list(range(group[0], group[-1] + 1)):
+        return f"{group[0]}-{group[-1]}"
+    return ",".join(map(str, group))
+
+
+def rating_groups(ratings: list[int], groups: list[list[int]] | None = None) -> list[int]:
+    """Index (in :func:`group_spec` order, 0 = lowest ratings) of each rating's group."""
+    index = {r: i for i, g in enumerate(group_spec(groups)) for r in g}
+    return [index[int(r)] for r in ratings]
 
 
 def split_reviews(records: list[dict], test_fraction: float, seed: int) -> dict[str, list[dict]]:

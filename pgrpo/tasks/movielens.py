@@ -13,6 +13,7 @@ import pandas as pd
 
 from pgrpo.data.movielens import LETTERS, item_text
 from pgrpo.io import PgrpoError
+from pgrpo.tasks import Task
 
 __all__ = ["LETTERS", "MovieLensTask", "parse_answer"]
 
@@ -65,7 +66,7 @@ def parse_answer(text: str, num_candidates: int) -> str | None:
     return letters.pop() if len(letters) == 1 else None
 
 
-class MovieLensTask:
+class MovieLensTask(Task):
     """Prompts and rewards for next-movie prediction over lettered candidates."""
 
     name = "movielens"

@@ -12,8 +12,9 @@ last request of each user is the test example, the others are training examples.
 from __future__ import annotations
 
 from pgrpo.io import PgrpoError
+from pgrpo.tasks import Task
 from pgrpo.tasks.persona_scorers import persona_reward
-from pgrpo.tasks.text_checks import degenerate
+from pgrpo.tasks.text_checks import copies, degenerate
 
 __all__ = ["PersonasTask", "split_examples"]
 
@@ -32,7 +33,7 @@ def split_examples(users: list[dict]) -> dict[str, list[dict]]:
     return splits
 
 
-class PersonasTask:
+class PersonasTask(Task):
     """Prompts and rewards of the personas task; same interface as MovieLensTask."""
 
     name = "personas"
@@ -52,6 +53,13 @@ class PersonasTask:
 
     def score(self, completion: str, example: dict) -> tuple[float, bool]:
         """``(reward in [0, 1], whether the answer was usable)``: degenerate answers (empty,
-        repetitive, over-long) score 0 and count as unusable."""
-        reward = persona_reward(completion, example["style"], example["genre"], self.max_words)
-        return reward, not degenerate(completion, self.max_words)
+        repetitive, over-long) and answers that copy 5+ consecutive words of the user's
+        profile or request (the profile shows the persona's style and genre, so echoing it
+        would earn the reward without answering) score 0 and count as unusable."""
+        sources = [*example["profile"], example["request"]]
+        if degenerate(completion, self.max_words) or copies(completion, sources):
+            return 0.0, False
+        return persona_reward(completion, example["style"], example["genre"], self.max_words), True
+
+    def group_of(self, example: dict) -> str:
+        return example["persona"]

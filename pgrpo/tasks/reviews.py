@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pgrpo.io import PgrpoError, atomic_path
+from pgrpo.tasks import Task
 from pgrpo.tasks.text_checks import degenerate
 
 __all__ = ["RatingModel", "ReviewsTask"]
@@ -83,7 +84,7 @@ class RatingModel:
             return cls(d["coef"], d["intercept"], d["groups"], d["trained_on"], str(d["encoder"]))
 
 
-class ReviewsTask:
+class ReviewsTask(Task):
     """Prompts and rewards of review generation; same interface as MovieLensTask."""
 
     name = "reviews"
@@ -115,3 +116,6 @@ class ReviewsTask:
 
     def score(self, completion: str, example: dict) -> tuple[float, bool]:
         return self.scores([completion], [example])[0]
+
+    def group_of(self, example: dict) -> str:
+        return f"rating {example['group_label']}"

@@ -18,3 +18,17 @@ def degenerate(answer: str, max_words: int = 80) -> bool:
         if most / len(words) > 1 / 3 or len(set(words)) / len(words) < 0.4:
             return True
     return False
+
+
+def copies(answer: str, sources: list[str], run: int = 5) -> bool:
+    """Whether ``answer`` repeats ``run`` or more consecutive words of one of ``sources``
+    (the prompt's own text: a policy that echoes the user's messages is not answering)."""
+    words = _WORD.findall(answer.lower())
+    if len(words) < run:
+        return False
+    grams = {tuple(words[i : i + run]) for i in range(len(words) - run + 1)}
+    for source in sources:
+        seen = _WORD.findall(source.lower())
+        if any(tuple(seen[i : i + run]) in grams for i in range(len(seen) - run + 1)):
+            return True
+    return False

@@ -1,14 +1,16 @@
 # User preference clusters: K-Means over user embeddings, or random with the same sizes.
+# Personas also report the adjusted Rand index against the users' true personas.
 
 
 rule cluster_users:
     input:
-        f"{OUTPUTS}/movielens/user_embeddings.npz",
+        unpack(cluster_inputs),
     output:
-        f"{OUTPUTS}/movielens/clusters/{{method}}_k{{k}}.json",
+        f"{OUTPUTS}/{{task}}/clusters/{{method}}_k{{k}}.json",
     log:
-        f"{OUTPUTS}/logs/cluster_users_{{method}}_k{{k}}.log",
+        f"{OUTPUTS}/logs/cluster_users_{{task}}_{{method}}_k{{k}}.log",
     wildcard_constraints:
+        task="movielens|personas",
         method="kmeans|random",
         k=r"\d+",
     conda:
@@ -18,9 +20,11 @@ rule cluster_users:
         runtime=10,
     params:
         config=CONFIG,
+        labels=lambda w, input: f"--labels {input.labels}" if "labels" in input.keys() else "",
         seed=config["seed"],
     message:
-        "Clustering users: {wildcards.method}, K={wildcards.k}"
+        "Clustering {wildcards.task} users: {wildcards.method}, K={wildcards.k}"
     shell:
-        "python -m pgrpo.cluster --config {params.config} --embeddings {input}"
-        " --method {wildcards.method} --num-clusters {wildcards.k} --out {output} > {log} 2>&1"
+        "python -m pgrpo.cluster --config {params.config} --embeddings {input.embeddings}"
+        " --method {wildcards.method} --num-clusters {wildcards.k} {params.labels}"
+        " --out {output} > {log} 2>&1"

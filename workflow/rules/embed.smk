@@ -1,15 +1,18 @@
-# User embeddings from the text of each user's training history (all-MiniLM-L6-v2).
+# User embeddings (all-MiniLM-L6-v2): MovieLens, from the text of each user's training
+# history; personas, from the messages of each user's profile.
 
 
 rule embed_users:
     input:
-        data=expand(f"{MOVIELENS}/{{name}}", name=["items.jsonl", "histories.json"]),
+        data=embedding_inputs,
     output:
-        f"{OUTPUTS}/movielens/user_embeddings.npz",
+        f"{OUTPUTS}/{{task}}/user_embeddings.npz",
     log:
-        f"{OUTPUTS}/logs/embed_users.log",
+        f"{OUTPUTS}/logs/embed_users_{{task}}.log",
     benchmark:
-        f"{OUTPUTS}/benchmarks/embed_users.tsv"
+        f"{OUTPUTS}/benchmarks/embed_users_{{task}}.tsv"
+    wildcard_constraints:
+        task="movielens|personas",
     conda:
         "../../envs/pgrpo.yaml"
     threads: 2
@@ -21,7 +24,7 @@ rule embed_users:
         data=lambda w, input: os.path.dirname(input.data[0]),
         embedding=config["embedding"],
     message:
-        "Embedding users with {params.embedding[model]}"
+        "Embedding {wildcards.task} users with {params.embedding[model]}"
     shell:
-        "python -m pgrpo.embed --config {params.config} --data {params.data} --out {output}"
-        " > {log} 2>&1"
+        "python -m pgrpo.embed --config {params.config} --task {wildcards.task}"
+        " --data {params.data} --out {output} > {log} 2>&1"

@@ -1,17 +1,15 @@
-# Test accuracy per cluster: the base model ("base") and each trained adapter.
+# Test reward per cluster and per true group: the base model ("base") and each adapter.
 
 
 rule evaluate:
     input:
         unpack(evaluation_inputs),
     output:
-        f"{OUTPUTS}/movielens/{{method}}/eval.json",
+        f"{OUTPUTS}/{{task}}/{{method}}/eval.json",
     log:
-        f"{OUTPUTS}/logs/evaluate_{{method}}.log",
+        f"{OUTPUTS}/logs/evaluate_{{task}}_{{method}}.log",
     benchmark:
-        f"{OUTPUTS}/benchmarks/evaluate_{{method}}.tsv"
-    wildcard_constraints:
-        method="base|grpo|pgrpo",
+        f"{OUTPUTS}/benchmarks/evaluate_{{task}}_{{method}}.tsv"
     conda:
         "../../envs/pgrpo.yaml"
     threads: config["train"]["threads"]
@@ -22,12 +20,14 @@ rule evaluate:
         config=CONFIG,
         data=lambda w, input: os.path.dirname(input.data[0]),
         adapter=lambda w, input: f"--adapter {input.adapter}" if w.method != "base" else "",
-        evaluation=config["evaluation"],
+        reward_model=reward_model_flag,
+        evaluation=lambda w: section(w.task, "evaluation"),
+        task=lambda w: task_data(w.task),
         model=config["model"],
         seed=config["seed"],
     message:
-        "Evaluating {wildcards.method} on the test split"
+        "Evaluating {wildcards.method} on the {wildcards.task} test split"
     shell:
-        "python -m pgrpo.evaluate --config {params.config} --model {input.model}"
-        " {params.adapter} --data {params.data} --clusters {input.clusters}"
-        " --out {output} > {log} 2>&1"
+        "python -m pgrpo.evaluate --config {params.config} --task {wildcards.task}"
+        " --model {input.model} {params.adapter} --data {params.data}"
+        " --clusters {input.clusters} {params.reward_model} --out {output} > {log} 2>&1"

@@ -1,27 +1,24 @@
 # Tables and figures users read, written from the files earlier rules produced.
 
-METHODS = config["train"]["methods"]
 
-
-rule report_movielens:
+rule report:
     input:
-        evals=expand(f"{OUTPUTS}/movielens/{{method}}/eval.json", method=["base"] + METHODS),
-        metrics=expand(f"{OUTPUTS}/movielens/{{method}}/metrics.jsonl", method=METHODS),
+        unpack(report_inputs),
     output:
         csv=report(
-            f"{RESULTS}/tables/movielens.csv",
-            caption="../report/movielens_table.rst",
-            category="MovieLens",
+            f"{RESULTS}/tables/{{task}}.csv",
+            caption="../report/task_table.rst",
+            category="{task}",
         ),
-        md=f"{RESULTS}/tables/movielens.md",
-        summary=f"{RESULTS}/metrics.json",
+        md=f"{RESULTS}/tables/{{task}}.md",
+        summary=f"{RESULTS}/metrics/{{task}}.json",
         figure=report(
-            f"{RESULTS}/figures/movielens_reward_curves.png",
-            caption="../report/movielens_reward_curves.rst",
-            category="MovieLens",
+            f"{RESULTS}/figures/{{task}}_reward_curves.png",
+            caption="../report/task_reward_curves.rst",
+            category="{task}",
         ),
     log:
-        f"{OUTPUTS}/logs/report_movielens.log",
+        f"{OUTPUTS}/logs/report_{{task}}.log",
     conda:
         "../../envs/pgrpo.yaml"
     resources:
@@ -31,9 +28,10 @@ rule report_movielens:
         evals=lambda w, input: [f"{m}={p}" for m, p in zip(["base"] + METHODS, input.evals)],
         metrics=lambda w, input: [f"{m}={p}" for m, p in zip(METHODS, input.metrics)],
         table=lambda w, output: os.path.splitext(output.csv)[0],
+        extra=report_extra,
     message:
-        "Writing the MovieLens table and reward curves"
+        "Writing the {wildcards.task} table and reward curves"
     shell:
-        "python -m pgrpo.report --eval {params.evals} --metrics {params.metrics}"
-        " --table {params.table} --figure {output.figure} --summary {output.summary}"
-        " > {log} 2>&1"
+        "python -m pgrpo.report --task {wildcards.task} --eval {params.evals}"
+        " --metrics {params.metrics} --table {params.table} --figure {output.figure}"
+        " --summary {output.summary} {params.extra} > {log} 2>&1"

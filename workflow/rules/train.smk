@@ -1,18 +1,16 @@
-# GRPO and P-GRPO training with a LoRA adapter, launched through accelerate.
+# GRPO and P-GRPO training with a LoRA adapter, launched through accelerate, for each task.
 
 
 rule train:
     input:
-        model=MODEL_DIR,
-        data=expand(f"{MOVIELENS}/{{name}}", name=["items.jsonl", "train.jsonl"]),
-        clusters=CLUSTERS,
+        unpack(train_inputs),
     output:
-        adapter=directory(f"{OUTPUTS}/movielens/{{method}}/adapter"),
-        metrics=f"{OUTPUTS}/movielens/{{method}}/metrics.jsonl",
+        adapter=directory(f"{OUTPUTS}/{{task}}/{{method}}/adapter"),
+        metrics=f"{OUTPUTS}/{{task}}/{{method}}/metrics.jsonl",
     log:
-        f"{OUTPUTS}/logs/train_{{method}}.log",
+        f"{OUTPUTS}/logs/train_{{task}}_{{method}}.log",
     benchmark:
-        f"{OUTPUTS}/benchmarks/train_{{method}}.tsv"
+        f"{OUTPUTS}/benchmarks/train_{{task}}_{{method}}.tsv"
     wildcard_constraints:
         method="grpo|pgrpo",
     conda:
@@ -25,14 +23,16 @@ rule train:
         config=CONFIG,
         data=lambda w, input: os.path.dirname(input.data[0]),
         out=lambda w, output: os.path.dirname(output.metrics),
+        reward_model=reward_model_flag,
         launch=accelerate_launch(),
-        train=config["train"],
+        train=lambda w: section(w.task, "train"),
+        task=lambda w: task_data(w.task),
         lora=config["lora"],
         model=config["model"],
         seed=config["seed"],
     message:
-        "Training {wildcards.method} for {params.train[steps]} steps"
+        "Training {wildcards.method} on {wildcards.task} for {params.train[steps]} steps"
     shell:
-        "{params.launch} -m pgrpo.train --config {params.config} --method {wildcards.method}"
-        " --model {input.model} --data {params.data} --clusters {input.clusters}"
-        " --out {params.out} > {log} 2>&1"
+        "{params.launch} -m pgrpo.train --config {params.config} --task {wildcards.task}"
+        " --method {wildcards.method} --model {input.model} --data {params.data}"
+        " --clusters {input.clusters} {params.reward_model} --out {params.out} > {log} 2>&1"

@@ -1,0 +1,117 @@
+"""The reviews task through the entry points the workflow calls: prepare (Goodreads
+JSON-lines layout, merged rating groups) -> fit the rating model on the train split, which
+refuses test reviews among its training reviews."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from entrypoints import one_error_line, run_entry
+
+from pgrpo.io import read_jsonl
+
+GOOD = ("A wonderful, moving book; I loved every page.", "Beautiful poems, a delight to read.",
+        "One of the best collections I have read this year.")  # fmt: skip
+BAD = ("Boring and badly written, I gave up.", "A waste of time, the worst book I read.",
+       "Dull, flat verses; I regret buying it.")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def goodreads(tmp_path_factory):
+    """60 Goodreads-layout reviews (ratings 1, 2, 4, 5 + rows to skip) and a config for them."""
+    root = tmp_path_factory.mktemp("reviews")
+    rows = []
+    for i in range(60):
+        rating = (1, 2, 4, 5)[i % 4]
+        text = (BAD if rating < 3 else GOOD)[i % 3] + f" (review {i})"
+        rows.append({"review_id": f"r{i}", "user_id": f"u{i}", "book_id": str(100 + i % 7),
+                     "rating": rating, "review_text": text})  # fmt: skip
+    rows.append({"review_id": "x0", "user_id": "u", "book_id": "1", "rating": 0,
+                 "review_text": "not rated"})  # fmt: skip
+    rows.append({"review_id": "x1", "user_id": "u", "book_id": "1", "rating": 4, "review_text": ""})
+    raw = root / "goodreads_reviews.json"
+    raw.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump({"reviews": {
+        "source": "goodreads", "path": str(raw), "rating_groups": [[1, 2], [3], [4, 5]],
+        "test_fraction": 0.25, "rating_model_max_reviews": 30,
+    }}))  # fmt: skip
+    data = root / "prepared"
+    done = run_entry("pgrpo.prepare", "--config", str(config), "--task", "reviews",
+                     "--out", str(data))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return {"root": root, "config": config, "data": data, "stdout": done.stdout}
+
+
+def test_prepare_splits_reviews_and_writes_their_rating_groups(goodreads):
+    data = goodreads["data"]
+    train, test = read_jsonl(data / "train.jsonl"), read_jsonl(data / "test.jsonl")
+    assert (len(train), len(test)) == (45, 15)
+    assert not {r["review_id"] for r in train} & {r["review_id"] for r in test}
+    groups = json.loads((data / "groups.json").read_text())
+    assert groups["labels"] == ["1-2", "3", "4-5"] and groups["num_clusters"] == 3
+    assert groups["skipped_without_text"] == 2
+    for row in train + test:
+        expected = 0 if row["rating"] <= 2 else 2
+        assert row["group"] == expected == groups["assignment"][str(row["user_id"])]
+        assert row["group_label"] == groups["labels"][expected]
+    assert groups["sizes"] == [30, 0, 30]
+    assert sorted(r["user_id"] for r in train + test) == list(range(60))
+    assert "skipped (no text or no rating): 2" in goodreads["stdout"]
+
+
+def test_rating_model_fits_the_train_split_and_reports_held_out_accuracy(goodreads, tmp_path):
+    model, report = tmp_path / "rating_model.npz", tmp_path / "rating_model.json"
+    done = run_entry(
+        "pgrpo.rating_model", "--config", str(goodreads["config"]),
+        "--data", str(goodreads["data"]), "--out", str(model), "--report", str(report),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(report.read_text())
+    assert result["n_train"] == 30 and result["n_test"] == 15
+    assert result["groups"] == ["1-2", "4-5"]  # only the groups present in training
+    assert result["balanced_accuracy"] > 0.8  # the two kinds of text are easy to tell apart
+    train_ids = {r["review_id"] for r in read_jsonl(goodreads["data"] / "train.jsonl")}
+    with np.load(model, allow_pickle=False) as fitted:
+        trained_on = set(fitted["trained_on"].tolist())
+    assert len(trained_on) == 30 and trained_on <= train_ids
+
+
+def test_rating_model_refuses_a_test_review_in_training(goodreads, tmp_path):
+    data = tmp_path / "leaky"
+    data.mkdir()
+    train = read_jsonl(goodreads["data"] / "train.jsonl")
+    test = read_jsonl(goodreads["data"] / "test.jsonl")
+    (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train + test[:1]))
+    (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in test))
+    model = tmp_path / "rating_model.npz"
+    done = run_entry(
+        "pgrpo.rating_model", "--config", str(goodreads["config"]), "--data", str(data),
+        "--out", str(model), "--report", str(tmp_path / "r.json"),
+    )  # fmt: skip
+    assert "1 test reviews are also in train.jsonl" in one_error_line(done)
+    assert not model.exists()
+
+
+def test_goodreads_without_a_file_and_raw_for_another_task_are_named(goodreads, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"reviews": {"source": "goodreads"}}))
+    done = run_entry("pgrpo.prepare", "--config", str(config), "--task", "reviews",
+                     "--out", str(tmp_path / "out"))  # fmt: skip
+    assert "reviews.path: give the Goodreads reviews file" in one_error_line(done)
+    done = run_entry("pgrpo.prepare", "--config", str(config), "--task", "personas",
+                     "--raw", "x.json", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert "--raw: only the reviews task" in one_error_line(done)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_rating_groups_are_named(goodreads, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"reviews": {"rating_groups": [[1, 2], [4, 5]]}}))
+    done = run_entry("pgrpo.prepare", "--config", str(config), "--task", "reviews",
+                     "--raw", str(goodreads["root"] / "missing.parquet"),
+                     "--out", str(tmp_path / "out"))  # fmt: skip
+    assert "reviews.rating_groups: every rating 1-5" in one_error_line(done)

@@ -14,6 +14,7 @@ include: "workflow/rules/cluster.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/judge.smk"
 include: "workflow/rules/simulate.smk"
 
 

@@ -126,9 +126,9 @@ def main(argv: list[str] | None = None) -> None:
         groups if all(g is not None for g in groups) else None,
     )
     report["task"] = args.task
-    report["samples"] = [
+    report["answers"] = [
         {"user_id": e["user_id"], "group": g, "answer": t, "reward": r}
-        for e, g, t, (r, _) in list(zip(examples, groups, texts, scores, strict=True))[:8]
+        for e, g, t, (r, _) in zip(examples, groups, texts, scores, strict=True)
     ]
     report["seconds"] = time.perf_counter() - started
     report["max_new_tokens"] = cfg["max_new_tokens"]

@@ -172,3 +172,19 @@ def test_second_run_has_nothing_to_do(run):
     proc = snakemake(run["dir"], "--dry-run", env=run["env"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_judge_win_rates_cover_every_group_of_the_judged_tasks(run):
+    out = run["dir"] / ".test"
+    rows = list(csv.DictReader((out / "results/tables/judge_winrates.csv").open()))
+    for task in ("personas", "reviews"):
+        result = json.loads((out / f"outputs/{task}/judge_winrates.json").read_text())
+        evaluation = json.loads((out / f"outputs/{task}/pgrpo/eval.json").read_text())
+        assert set(result["per_group"]) == set(evaluation["per_group"])
+        assert result["pairs"] == evaluation["n"]
+        for cell in result["per_group"].values():
+            assert cell["wins"] + cell["ties"] + cell["losses"] == cell["n"]
+            assert cell["win_rate"] == pytest.approx((cell["wins"] + cell["ties"] / 2) / cell["n"])
+        assert {r["group"] for r in rows if r["task"] == task} == set(result["per_group"])
+    for suffix in ("png", "svg"):
+        assert (out / f"results/figures/fig5_judge_winrates.{suffix}").stat().st_size > 5_000

@@ -34,6 +34,11 @@ class Task:
         rating group); evaluation reports the reward per group. None: no true group."""
         return None
 
+    def judge_context(self, example: dict) -> tuple[str, str]:
+        """(what a judge is told about the user, the request answered), for pairwise
+        judging of two answers to ``example``."""
+        raise NotImplementedError(f"the {self.name} task has no judge context")
+
 
 def load_task(name: str, data_dir: str | Path, config: dict, reward_model=None) -> Task:
     """The task ``name`` over its prepared folder ``data_dir``; ``reward_model`` is the rating

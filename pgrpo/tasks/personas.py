@@ -63,3 +63,6 @@ class PersonasTask(Task):
 
     def group_of(self, example: dict) -> str:
         return example["persona"]
+
+    def judge_context(self, example: dict) -> tuple[str, str]:
+        return "messages they wrote before: " + " / ".join(example["profile"]), example["request"]

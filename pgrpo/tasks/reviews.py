@@ -119,3 +119,7 @@ class ReviewsTask(Task):
 
     def group_of(self, example: dict) -> str:
         return f"rating {example['group_label']}"
+
+    def judge_context(self, example: dict) -> tuple[str, str]:
+        about = f"they rated {example['item']} {example['rating']} out of 5"
+        return about, "Write their review of the item."

@@ -16,6 +16,8 @@ MODEL_DIR = f"{RESOURCES}/models/{model_dir_name(config['model']['name'])}"
 MOVIELENS = f"{RESOURCES}/movielens"
 TASKS = config["tasks"]
 METHODS = config["train"]["methods"]
+# Tasks with true preference groups, whose answers the judge compares (figure 5).
+JUDGED_TASKS = [t for t in TASKS if t in ("personas", "reviews")]
 
 
 wildcard_constraints:
@@ -120,6 +122,15 @@ def reward_model_flag(wildcards, input):
     return f"--reward-model {input.reward_model}" if wildcards.task == "reviews" else ""
 
 
+def judge_inputs(wildcards):
+    """Both methods' evaluations, the base model, the task's data (and rating model)."""
+    inputs = train_inputs(wildcards)
+    del inputs["clusters"]
+    inputs["first"] = f"{OUTPUTS}/{wildcards.task}/pgrpo/eval.json"
+    inputs["second"] = f"{OUTPUTS}/{wildcards.task}/grpo/eval.json"
+    return inputs
+
+
 def final_targets():
     targets = []
     for task in TASKS:
@@ -129,6 +140,8 @@ def final_targets():
             f"{RESULTS}/figures/{task}_reward_curves.png",
             f"{RESULTS}/metrics/{task}.json",
         ]
+    if JUDGED_TASKS and {"grpo", "pgrpo"} <= set(METHODS):
+        targets.append(f"{RESULTS}/figures/fig5_judge_winrates.png")
     return targets + [
         f"{RESULTS}/tables/simulation.csv",
         f"{RESULTS}/figures/fig1_simulation.png",

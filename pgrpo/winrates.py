@@ -1,0 +1,101 @@
+"""Entry point: win rates of one method's test answers over another's, per preference group.
+
+Reads two evaluation files of the same task (their ``answers``, one per test prompt), pairs
+the answers to the same prompt and asks the judge (config ``judge``) which suits the user
+better, in both orders (:func:`pgrpo.judge.judge_pair`). Writes per group the wins, ties,
+losses and the win rate (wins + ties / 2) / pairs of the first method.
+
+    python -m pgrpo.winrates --config config.yaml --task personas --data resources/personas \\
+        --first pgrpo=outputs/personas/pgrpo/eval.json \\
+        --second grpo=outputs/personas/grpo/eval.json \\
+        --model resources/models/smollm2-135m --out outputs/personas/judge_winrates.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pgrpo.config import load_config
+from pgrpo.io import PgrpoError, read_jsonl, run_cli, write_json
+from pgrpo.judge import HttpJudge, LocalJudge, win_rates
+from pgrpo.tasks import load_task
+
+
+def make_judge(cfg: dict, base_model: str):
+    """The judge the config ``judge`` section describes."""
+    if cfg["backend"] == "http":
+        if not cfg["base_url"] or not cfg["api_model"]:
+            raise PgrpoError("judge: the http backend needs judge.base_url and judge.api_model")
+        return HttpJudge(cfg["base_url"], cfg["api_model"], cfg["api_key_env"],
+                         cfg["timeout_s"], cfg["retries"])  # fmt: skip
+    from pgrpo.models import load_base_model, load_tokenizer
+
+    folder = cfg["model"] or base_model
+    return LocalJudge(load_base_model(folder), load_tokenizer(folder))
+
+
+def _answers(value: str) -> tuple[str, dict[int, dict]]:
+    name, sep, path = value.partition("=")
+    if not sep:
+        raise PgrpoError(f"expected METHOD=eval.json, got {value!r}")
+    if not Path(path).is_file():
+        raise PgrpoError(f"{path}: file not found")
+    report = json.loads(Path(path).read_text())
+    if "answers" not in report:
+        raise PgrpoError(f"{path}: no answers (written by an older pgrpo.evaluate; re-run it)")
+    return name, {int(a["user_id"]): a for a in report["answers"]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Judge two methods' answers pairwise.")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--task", choices=["personas", "reviews"], required=True)
+    parser.add_argument("--data", required=True, help="the task's prepared folder")
+    parser.add_argument("--first", required=True, help="METHOD=eval.json (the one that wins)")
+    parser.add_argument("--second", required=True, help="METHOD=eval.json")
+    parser.add_argument("--model", required=True, help="the policy's base model folder")
+    parser.add_argument("--reward-model", help="reviews: the rating model (.npz)")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    cfg = config["judge"]
+    torch.set_num_threads(config["train"]["threads"])
+    started = time.perf_counter()
+    (first, a), (second, b) = _answers(args.first), _answers(args.second)
+    users = sorted(a.keys() & b.keys())
+    if not users:
+        raise PgrpoError(f"{args.first} and {args.second} answer no common test prompt")
+    if cfg["max_pairs"] is not None and cfg["max_pairs"] < len(users):
+        rng = np.random.default_rng([config["seed"], 19])
+        pick = rng.choice(len(users), cfg["max_pairs"], replace=False)
+        users = [users[i] for i in sorted(pick)]
+    task = load_task(args.task, args.data, config, args.reward_model)
+    examples = {e["user_id"]: e for e in read_jsonl(Path(args.data) / "test.jsonl")}
+    judge = make_judge(cfg, args.model)
+
+    def pairs():
+        for user in users:
+            context, request = task.judge_context(examples[user])
+            yield a[user]["group"], context, request, a[user]["answer"], b[user]["answer"]
+
+    rates = win_rates(judge, pairs())
+    result = {
+        "task": args.task, "first": first, "second": second,
+        "judge": cfg["backend"] if cfg["backend"] == "http" else (cfg["model"] or args.model),
+        "pairs": len(users),
+        "per_group": {g: {"wins": r.wins, "ties": r.ties, "losses": r.losses, "n": r.n,
+                          "win_rate": r.rate} for g, r in sorted(rates.items())},
+        "seconds": time.perf_counter() - started,
+    }  # fmt: skip
+    write_json(args.out, result)
+    print(", ".join(f"{g}: {c['win_rate']:.2f}" for g, c in result["per_group"].items()))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -25,19 +25,11 @@ import torch
 from tqdm.auto import tqdm
 
 from pgrpo.config import TASKS, load_config, task_config
-from pgrpo.io import read_jsonl, run_cli, write_json
+from pgrpo.io import read_jsonl, run_cli, seeded_subset, write_json
 from pgrpo.models import autocast, load_adapter, load_base_model, load_tokenizer, stop_token_ids
 from pgrpo.rollout import encode_prompts, generate
 from pgrpo.tasks import load_task
 from pgrpo.train import load_clusters
-
-
-def select_examples(examples: list[dict], max_users: int | None, seed: int) -> list[dict]:
-    """At most ``max_users`` test examples (one per user), a seeded choice kept in user order."""
-    if max_users is None or len(examples) <= max_users:
-        return examples
-    keep = np.random.default_rng(seed).choice(len(examples), size=max_users, replace=False)
-    return [examples[i] for i in sorted(keep)]
 
 
 @torch.no_grad()
@@ -105,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     task = load_task(args.task, data_dir, config, args.reward_model)
     cluster_of_user, num_clusters = load_clusters(args.clusters)
     examples = [e for e in read_jsonl(data_dir / "test.jsonl") if e["user_id"] in cluster_of_user]
-    examples = select_examples(examples, cfg["max_users"], config["seed"])
+    examples = seeded_subset(examples, cfg["max_users"], config["seed"])
     tokenizer = load_tokenizer(args.model)
     model = load_base_model(args.model)
     if args.adapter:

@@ -11,10 +11,9 @@ Reads the ``pgrpo.winrates`` files of the tasks with true groups and writes one 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from pgrpo.io import PgrpoError, atomic_path, run_cli
+from pgrpo.io import PgrpoError, atomic_path, read_json, run_cli
 from pgrpo.report import _pairs, write_table
 
 
@@ -57,9 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     results = {}
     for task, path in _pairs(args.winrates, "--winrates").items():
-        if not path.is_file():
-            raise PgrpoError(f"{path}: file not found")
-        results[task] = json.loads(path.read_text())
+        results[task] = read_json(path)
         if not results[task].get("per_group"):
             raise PgrpoError(f"{path}: no judged pairs")
     rows = table(results)

@@ -54,6 +54,28 @@ def write_jsonl(path: str | os.PathLike, rows) -> None:
             f.write(json.dumps(row) + "\n")
 
 
+def read_json(path: str | os.PathLike):
+    """Read one JSON document; a missing or corrupt file raises PgrpoError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise PgrpoError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise PgrpoError(f"{path}: not valid JSON ({e.msg})") from None
+
+
+def seeded_subset(items: list, limit: int | None, seed) -> list:
+    """At most ``limit`` of ``items``: a choice drawn with ``np.random.default_rng(seed)``,
+    kept in the original order (all of them when ``limit`` is None or not smaller)."""
+    import numpy as np
+
+    if limit is None or len(items) <= limit:
+        return items
+    keep = np.random.default_rng(seed).choice(len(items), size=limit, replace=False)
+    return [items[i] for i in sorted(keep)]
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read JSON lines; a missing or corrupt file raises PgrpoError naming it."""
     path = Path(path)

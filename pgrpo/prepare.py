@@ -36,7 +36,7 @@ from pgrpo.data.movielens import (
     load_movielens,
     training_history,
 )
-from pgrpo.io import PgrpoError, run_cli, write_json, write_jsonl, write_text
+from pgrpo.io import PgrpoError, run_cli, seeded_subset, write_json, write_jsonl, write_text
 
 OUTPUT_FILES = ("items.jsonl", "train.jsonl", "validation.jsonl", "test.jsonl", "histories.json")
 # The files each task's prepare step writes (the rules' outputs).
@@ -120,9 +120,7 @@ def prepare_reviews(config: dict, out_dir: str | Path, path: str | Path | None =
         records, skipped = data.load_goodreads_reviews(path)
     else:
         records, skipped = data.load_clothing_reviews(path or data.default_reviews_file())
-    if cfg["max_reviews"] is not None and cfg["max_reviews"] < len(records):
-        keep = np.random.default_rng([seed, 13]).choice(len(records), cfg["max_reviews"], False)
-        records = [records[i] for i in sorted(keep)]
+    records = seeded_subset(records, cfg["max_reviews"], [seed, 13])
     splits = data.split_reviews(records, cfg["test_fraction"], seed)
     labels = [data.group_label(g) for g in groups]
     out_dir, assignment, index = Path(out_dir), {}, 0

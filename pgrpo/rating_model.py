@@ -17,20 +17,11 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pgrpo.config import load_config
-from pgrpo.io import PgrpoError, read_jsonl, run_cli, write_json
+from pgrpo.io import PgrpoError, read_jsonl, run_cli, seeded_subset, write_json
 from pgrpo.tasks.reviews import RatingModel
-
-
-def fitting_subset(records: list[dict], limit: int | None, seed: int) -> list[dict]:
-    """At most ``limit`` records, a seeded choice kept in file order (all when None)."""
-    if limit is None or len(records) <= limit:
-        return records
-    keep = np.random.default_rng([seed, 17]).choice(len(records), size=limit, replace=False)
-    return [records[i] for i in sorted(keep)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,9 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(config["train"]["threads"])
     started = time.perf_counter()
     data = Path(args.data)
-    train = fitting_subset(
+    train = seeded_subset(
         read_jsonl(data / "train.jsonl"), config["reviews"]["rating_model_max_reviews"],
-        config["seed"],
+        [config["seed"], 17],
     )  # fmt: skip
     test = read_jsonl(data / "test.jsonl")
     leaked = {r["review_id"] for r in train} & {r["review_id"] for r in test}

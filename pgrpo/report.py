@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 
-from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli, write_json, write_text
+from pgrpo.io import PgrpoError, atomic_path, read_json, read_jsonl, run_cli, write_json, write_text
 
 METHOD_LABELS = {"base": "Base model", "grpo": "GRPO", "pgrpo": "P-GRPO"}
 
@@ -169,15 +168,6 @@ def _pairs(values: list[str], flag: str) -> dict[str, Path]:
     return out
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise PgrpoError(f"{path}: file not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise PgrpoError(f"{path}: not valid JSON ({e.msg})") from None
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write a task's table and figure.")
     parser.add_argument("--task", choices=sorted(TITLES), default="movielens")
@@ -189,16 +179,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clusters", help="personas: the clusters JSON (its ARI is reported)")
     parser.add_argument("--rating-model", help="reviews: the rating model's report JSON")
     args = parser.parse_args(argv)
-    evals = {m: _read_json(p) for m, p in _pairs(args.eval, "--eval").items()}
+    evals = {m: read_json(p) for m, p in _pairs(args.eval, "--eval").items()}
     metrics = {m: read_jsonl(p) for m, p in _pairs(args.metrics, "--metrics").items()}
     extra = {}
     if args.clusters:
-        clusters = _read_json(Path(args.clusters))
+        clusters = read_json(args.clusters)
         if "adjusted_rand_index" not in clusters:
             raise PgrpoError(f"{args.clusters}: no adjusted_rand_index (cluster with --labels)")
         extra["cluster_ari"] = clusters["adjusted_rand_index"]
     if args.rating_model:
-        rating = _read_json(Path(args.rating_model))
+        rating = read_json(args.rating_model)
         extra["rating_model_balanced_accuracy"] = rating["balanced_accuracy"]
         extra["rating_model_accuracy"] = rating["accuracy"]
     rows = table_rows(evals, metrics, args.task, extra)

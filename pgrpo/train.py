@@ -17,7 +17,6 @@ logged to MLflow (``MLFLOW_TRACKING_URI``, default ``sqlite:///mlflow.db``).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pgrpo.config import TASKS, config_hash, load_config, task_config
-from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli, write_jsonl
+from pgrpo.io import PgrpoError, atomic_path, read_json, read_jsonl, run_cli, write_jsonl
 from pgrpo.launch import make_accelerator
 from pgrpo.models import LoraSettings, add_lora, load_base_model, load_tokenizer, stop_token_ids
 from pgrpo.tasks import load_task
@@ -35,10 +34,7 @@ from pgrpo.trainer import Trainer, TrainSettings, seed_everything
 
 def load_clusters(path: str | Path) -> tuple[dict[int, int], int]:
     """(user -> cluster id, K) from the clustering rule's JSON."""
-    path = Path(path)
-    if not path.is_file():
-        raise PgrpoError(f"{path}: file not found")
-    data = json.loads(path.read_text())
+    data = read_json(path)
     return {int(u): int(c) for u, c in data["assignment"].items()}, int(data["num_clusters"])
 
 

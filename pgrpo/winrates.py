@@ -14,15 +14,13 @@ losses and the win rate (wins + ties / 2) / pairs of the first method.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from pgrpo.config import load_config
-from pgrpo.io import PgrpoError, read_jsonl, run_cli, write_json
+from pgrpo.io import PgrpoError, read_json, read_jsonl, run_cli, seeded_subset, write_json
 from pgrpo.judge import HttpJudge, LocalJudge, win_rates
 from pgrpo.tasks import load_task
 
@@ -44,9 +42,7 @@ def _answers(value: str) -> tuple[str, dict[int, dict]]:
     name, sep, path = value.partition("=")
     if not sep:
         raise PgrpoError(f"expected METHOD=eval.json, got {value!r}")
-    if not Path(path).is_file():
-        raise PgrpoError(f"{path}: file not found")
-    report = json.loads(Path(path).read_text())
+    report = read_json(path)
     if "answers" not in report:
         raise PgrpoError(f"{path}: no answers (written by an older pgrpo.evaluate; re-run it)")
     return name, {int(a["user_id"]): a for a in report["answers"]}
@@ -71,10 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     users = sorted(a.keys() & b.keys())
     if not users:
         raise PgrpoError(f"{args.first} and {args.second} answer no common test prompt")
-    if cfg["max_pairs"] is not None and cfg["max_pairs"] < len(users):
-        rng = np.random.default_rng([config["seed"], 19])
-        pick = rng.choice(len(users), cfg["max_pairs"], replace=False)
-        users = [users[i] for i in sorted(pick)]
+    users = seeded_subset(users, cfg["max_pairs"], [config["seed"], 19])
     task = load_task(args.task, args.data, config, args.reward_model)
     examples = {e["user_id"]: e for e in read_jsonl(Path(args.data) / "test.jsonl")}
     judge = make_judge(cfg, args.model)

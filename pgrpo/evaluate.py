@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--clusters", required=True)
     parser.add_argument("--reward-model", help="reviews: the rating model (.npz)")
+    parser.add_argument("--test", help="test examples (default DATA/test.jsonl), e.g. "
+                        "MovieLens test_c8.jsonl with 8 candidates")  # fmt: skip
     parser.add_argument("--out", required=True)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -96,7 +98,11 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = Path(args.data)
     task = load_task(args.task, data_dir, config, args.reward_model)
     cluster_of_user, num_clusters = load_clusters(args.clusters)
-    examples = [e for e in read_jsonl(data_dir / "test.jsonl") if e["user_id"] in cluster_of_user]
+    examples = [
+        e
+        for e in read_jsonl(args.test or data_dir / "test.jsonl")
+        if e["user_id"] in cluster_of_user
+    ]
     examples = seeded_subset(examples, cfg["max_users"], config["seed"])
     tokenizer = load_tokenizer(args.model)
     model = load_base_model(args.model)
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     report["seconds"] = time.perf_counter() - started
     report["max_new_tokens"] = cfg["max_new_tokens"]
     if args.task == "movielens":
-        report["num_candidates"] = cfg["num_candidates"]
+        report["num_candidates"] = sorted({len(e["candidates"]) for e in examples})
     write_json(args.out, report)
     worst = f", worst group {report['worst_group']}" if "worst_group" in report else ""
     print(

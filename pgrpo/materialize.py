@@ -1,6 +1,9 @@
 """Entry point: write the base model once as a safetensors checkpoint with its tokenizer.
 
-python -m pgrpo.materialize --config config.yaml --out resources/models/smollm2-135m
+python -m pgrpo.materialize --config config.yaml [--name NAME] --out resources/models/smollm2-135m
+
+``--name`` materialises another model than the config's ``model.name`` (one of
+``model.compare``), with the config's ``model.trust_remote_code``.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from pgrpo.models import materialize_model
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Materialise the base model checkpoint.")
     parser.add_argument("--config", required=True)
+    parser.add_argument("--name", help="model name (default: the config's model.name)")
     parser.add_argument("--out", required=True, help="output model folder")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     model = config["model"]
-    materialize_model(model["name"], args.out, config["seed"], model["trust_remote_code"])
-    print(f"{model['name']} written to {args.out}")
+    name = args.name or model["name"]
+    materialize_model(name, args.out, config["seed"], model["trust_remote_code"])
+    print(f"{name} written to {args.out}")
 
 
 if __name__ == "__main__":

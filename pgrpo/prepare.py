@@ -16,6 +16,8 @@ groups are the task's preference clusters). Each review is its own "user" (``use
 example's index). Reviews without text are skipped and counted.
 
     python -m pgrpo.prepare --config config.yaml [--task movielens] --out resources/movielens
+    python -m pgrpo.prepare --config config.yaml --test-candidates 8 \
+        --out resources/movielens/test_c8.jsonl
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ def subsample_users(ml: MovieLens, max_users: int | None, seed: int) -> MovieLen
     return MovieLens(ratings=ratings, items=ml.items)
 
 
-def prepare_movielens(config: dict, out_dir: str | Path) -> dict[str, int]:
-    """Build and write every split; returns the number of rows written per file."""
+def _movielens(config: dict) -> tuple[MovieLens, dict]:
+    """The (subsampled) ratings and the example-building settings of the config."""
     cfg, seed = config["movielens"], config["seed"]
     raw_dir = cfg["raw_dir"] or default_raw_dir(cfg["source"])
     ml = subsample_users(load_movielens(cfg["source"], raw_dir), cfg["max_users"], seed)
@@ -68,6 +70,22 @@ def prepare_movielens(config: dict, out_dir: str | Path) -> dict[str, int]:
         min_ratings=cfg["min_ratings"],
         seed=seed,
     )
+    return ml, common
+
+
+def movielens_test_candidates(config: dict, num_candidates: int, out: str | Path) -> dict:
+    """The MovieLens test split again with ``num_candidates`` candidates per prompt (same
+    users and true next movies; figure 3), written to the file ``out``."""
+    ml, common = _movielens(config)
+    test = build_examples(ml, num_candidates=num_candidates, **common)["test"]
+    write_jsonl(out, test)
+    return {"test": len(test), "candidates": num_candidates}
+
+
+def prepare_movielens(config: dict, out_dir: str | Path) -> dict[str, int]:
+    """Build and write every split; returns the number of rows written per file."""
+    cfg = config["movielens"]
+    ml, common = _movielens(config)
     splits = build_examples(ml, num_candidates=cfg["num_candidates"], **common)
     eval_candidates = config["evaluation"]["num_candidates"]
     if eval_candidates != cfg["num_candidates"]:
@@ -149,9 +167,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", choices=sorted(PREPARE), default="movielens")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--raw", help="reviews: the reviews file (overrides reviews.path)")
+    parser.add_argument("--test-candidates", type=int, metavar="N",
+                        help="movielens: write only the test split with N candidates to --out "
+                        "(a file)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.raw and args.task != "reviews":
         raise PgrpoError("--raw: only the reviews task reads a raw file given here")
+    if args.test_candidates is not None:
+        if args.task != "movielens":
+            raise PgrpoError("--test-candidates: only the movielens task has candidates")
+        counts = movielens_test_candidates(load_config(args.config), args.test_candidates, args.out)
+        print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+        return
     extra = {"path": args.raw} if args.raw else {}
     counts = PREPARE[args.task](load_config(args.config), args.out, **extra)
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))

@@ -2,7 +2,11 @@
 
     accelerate launch --num_processes 1 -m pgrpo.train --config config.yaml --method pgrpo \
         [--task movielens] --model resources/models/smollm2-135m --data resources/movielens \
-        --clusters outputs/movielens/clusters/kmeans_k4.json --out outputs/movielens/pgrpo
+        --clusters outputs/movielens/clusters/kmeans_k4.json [--seed 1] \
+        --out outputs/smollm2-135m/movielens/kmeans_k4/seed1/pgrpo
+
+``--seed`` is the training seed (prompt order, sampling, LoRA initialisation; default the
+config's ``seed``); data and clusters always come from the config's seed.
 
 ``--task personas`` / ``--task reviews`` train on those tasks' prepared folders (reviews also
 needs ``--reward-model``, the rating model); the task's overrides of the train section apply
@@ -17,6 +21,7 @@ logged to MLflow (``MLFLOW_TRACKING_URI``, default ``sqlite:///mlflow.db``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -48,11 +53,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clusters", required=True)
     parser.add_argument("--reward-model", help="reviews: the rating model (.npz)")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--seed", type=int, help="training seed (default: the config's seed)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
     config = task_config(load_config(args.config), args.task)
     settings = TrainSettings.from_config(config, args.method)
+    if args.seed is not None:
+        settings = dataclasses.replace(settings, seed=args.seed)
     torch.set_num_threads(config["train"]["threads"])
     accelerator = make_accelerator()
     seed_everything(settings.seed + accelerator.process_index)
@@ -73,10 +81,16 @@ def main(argv: list[str] | None = None) -> None:
     tracker = Tracker(enabled=accelerator.is_main_process)
     tags = {
         "task": args.task, "method": args.method, "num_clusters": num_clusters,
+        "partition": Path(args.clusters).stem,
         "seed": settings.seed, "git_commit": git_commit(), "config_hash": config_hash(config),
         "model": config["model"]["name"], "processes": accelerator.num_processes,
     }  # fmt: skip
-    tracker.start(config["mlflow"]["experiment"], f"{args.task}-{args.method}", config, tags)
+    tracker.start(
+        config["mlflow"]["experiment"],
+        f"{args.task}-{args.method}-seed{settings.seed}",
+        config,
+        tags,
+    )
     history: list[dict] = []
     bar = tqdm(
         total=settings.steps,

@@ -20,6 +20,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("grpo", "pgrpo")
 TASKS = ("movielens", "personas", "reviews")
+CATALOGUE = ("table1_movielens", "table2_personas", "table3_reviews", "table4_general",
+             "fig2_reward_curves", "fig3_accuracy_vs_candidates", "fig4_cluster_ablation",
+             "fig5_judge_winrates")  # fmt: skip
 STEP_METRICS = ("reward_mean", "loss", "kl", "clip_fraction", "zero_std_group_fraction")
 
 
@@ -48,52 +51,89 @@ def _yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def test_table_has_a_row_per_method_with_accuracies_per_cluster(run):
-    table = run["dir"] / ".test/results/tables/movielens.csv"
-    rows = list(csv.DictReader(table.open()))
-    assert [r["method"] for r in rows] == ["Base model", "GRPO", "P-GRPO"]
+def _table(run, name: str) -> list[dict]:
+    with open(run["dir"] / f".test/results/tables/{name}.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _cells(rows: list[dict], **match) -> list[dict]:
+    return [r for r in rows if all(r[k] == v for k, v in match.items())]
+
+
+def _runs(run, task: str, method: str) -> list[Path]:
+    """Run folders of every training seed of ``method`` on ``task`` (main partition)."""
+    seeds = range(run["config"]["seed"], run["config"]["seed"] + run["config"]["seeds"])
+    part = {"movielens": "kmeans_k3", "personas": "kmeans_k7", "reviews": "groups"}[task]
+    return [run["dir"] / f".test/outputs/tiny/{task}/{part}/seed{s}/{method}" for s in seeds]
+
+
+def test_every_catalogue_table_and_figure_and_the_manifest_are_written(run):
+    results = run["dir"] / ".test/results"
+    for name in CATALOGUE:
+        kind = "tables" if name.startswith("table") else "figures"
+        suffixes = ("csv", "md", "tex") if kind == "tables" else ("png", "svg")
+        for suffix in suffixes:
+            assert (results / kind / f"{name}.{suffix}").stat().st_size > 200, (name, suffix)
+        header = (results / "tables" / f"{name}.csv").read_text().splitlines()[0].split(",")
+        assert header[:3] == ["task", "model", "method"]
+        assert header[-5:] == ["cluster", "metric", "mean", "ci95", "n_seeds"]
+    manifest = json.loads((results / "manifest.json").read_text())
+    assert manifest["config_hash"] and manifest["git"]["commit"]
+    assert manifest["versions"]["torch"] and manifest["time"]["wall_seconds"] > 0
+    assert any(p.endswith("ml-100k.inter") for p in manifest["data"])
+    assert {Path(p).name for p in manifest["results"]} >= {
+        "table1_movielens.csv",
+        "fig1_simulation.png",
+    }
+
+
+def test_table1_cells_are_the_mean_and_interval_of_the_seeds_evaluations(run):
+    from pgrpo.stats import mean_ci95
+
+    rows = _table(run, "table1_movielens")
     k = run["config"]["clustering"]["num_clusters"]
-    for row in rows:
-        clusters = [float(row[f"accuracy_cluster_{c}"]) for c in range(k)]
-        assert all(0.0 <= a <= 1.0 for a in clusters)
-        assert float(row["worst_cluster_accuracy"]) == pytest.approx(min(clusters))
-        assert 0.0 <= float(row["test_accuracy"]) <= 1.0
-        assert int(row["n_test"]) == run["config"]["evaluation"]["max_users"]
-    for row in rows[1:]:
-        assert 0.0 <= float(row["final_train_reward"]) <= 1.0
-    markdown = (run["dir"] / ".test/results/tables/movielens.md").read_text()
-    assert "| P-GRPO |" in markdown and "| GRPO |" in markdown
+    for method in METHODS:
+        evals = [json.loads((d / "eval.json").read_text()) for d in _runs(run, "movielens", method)]
+        for cluster in map(str, range(k)):
+            (cell,) = _cells(rows, method=method, cluster=cluster, metric="accuracy")
+            direct = mean_ci95([e["per_cluster"][cluster]["reward"] for e in evals])
+            assert float(cell["mean"]) == pytest.approx(direct.mean)
+            assert float(cell["ci95"]) == pytest.approx(direct.ci95)
+            assert cell["n_seeds"] == str(run["config"]["seeds"])
+        assert _cells(rows, method=method, cluster="all", metric="final_train_reward")
+    (base,) = _cells(rows, method="base", cluster="all", metric="accuracy")
+    assert base["n_seeds"] == "1" and base["ci95"] == ""
+    assert _cells(rows, method="pgrpo-grpo", cluster="worst", metric="accuracy")
 
 
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def test_personas_table_has_the_reward_of_each_persona_and_the_clusters_ari(run):
+def test_text_tables_have_every_group_and_the_clusters_ari_and_rating_model(run):
     out = run["dir"] / ".test"
-    rows = list(csv.DictReader((out / "results/tables/personas.csv").open()))
-    assert [r["method"] for r in rows] == ["Base model", "GRPO", "P-GRPO"]
     tested = {e["persona"] for e in _jsonl(out / "resources/personas/test.jsonl")}
+    personas = _table(run, "table2_personas")
+    groups = {r["cluster"] for r in _cells(personas, method="pgrpo", metric="reward")}
+    assert groups == tested | {"all", "worst"}
     clusters = json.loads((out / "outputs/personas/clusters/kmeans_k7.json").read_text())
-    for row in rows:
-        rewards = {c[len("reward_") :]: float(v) for c, v in row.items() if c.startswith("reward_")}
-        assert set(rewards) <= tested and len(rewards) >= 3
-        assert float(row["worst_group_reward"]) == pytest.approx(min(rewards.values()))
-        assert rewards[row["worst_group"]] == pytest.approx(min(rewards.values()))
-        assert float(row["cluster_ari"]) == pytest.approx(clusters["adjusted_rand_index"])
-    assert -1.0 <= clusters["adjusted_rand_index"] <= 1.0 and clusters["num_clusters"] == 7
-
-
-def test_reviews_table_has_the_reward_of_each_rating_and_the_rating_models_accuracy(run):
-    out = run["dir"] / ".test"
-    rows = list(csv.DictReader((out / "results/tables/reviews.csv").open()))
+    (ari,) = _cells(personas, metric="cluster_ari")
+    assert float(ari["mean"]) == pytest.approx(clusters["adjusted_rand_index"])
+    reviews = _table(run, "table3_reviews")
+    ratings = {r["cluster"] for r in _cells(reviews, method="grpo", metric="reward")}
+    assert {"rating 1", "rating 5", "worst"} <= ratings
     rating = json.loads((out / "outputs/reviews/rating_model.json").read_text())
-    for row in rows:
-        columns = [c for c in row if c.startswith("reward_rating_")]
-        assert columns == sorted(columns) and len(columns) >= 3
-        assert float(row["rating_model_balanced_accuracy"]) == rating["balanced_accuracy"]
-        assert float(row["rating_model_accuracy"]) == rating["accuracy"]
-    assert rating["n_test"] == len(_jsonl(out / "resources/reviews/test.jsonl"))
+    (acc,) = _cells(reviews, metric="rating_model_balanced_accuracy")
+    assert float(acc["mean"]) == pytest.approx(rating["balanced_accuracy"])
+
+
+def test_figure_tables_cover_every_candidate_size_and_partition(run):
+    sizes = {f"c{n}" for n in run["config"]["figures"]["candidate_sizes"]}
+    fig3 = _table(run, "fig3_accuracy_vs_candidates")
+    for method in ("base", *METHODS):
+        assert {r["variant"] for r in _cells(fig3, method=method, metric="accuracy")} == sizes
+    fig4 = _table(run, "fig4_cluster_ablation")
+    parts = {r["variant"] for r in _cells(fig4, method="pgrpo", metric="accuracy")}
+    assert parts == {"kmeans_k1", "kmeans_k3", "random_k3"}
+    general = _table(run, "table4_general")
+    assert {r["task"] for r in general} == {"none", *TASKS}
+    assert {r["metric"] for r in general} >= {"lm_loss", "mc_accuracy"}
 
 
 def test_rating_model_was_fitted_on_train_reviews_only(run):
@@ -109,19 +149,15 @@ def test_rating_model_was_fitted_on_train_reviews_only(run):
     assert len(fitted) == min(len(train), run["config"]["reviews"]["rating_model_max_reviews"])
 
 
-def test_reward_curve_figures_are_pngs(run):
-    for task in TASKS:
-        figure = run["dir"] / f".test/results/figures/{task}_reward_curves.png"
-        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert figure.stat().st_size > 10_000
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_dvc_metrics_hold_each_tasks_headline_numbers(run):
-    for task in TASKS:
-        summary = json.loads((run["dir"] / f".test/results/metrics/{task}.json").read_text())
-        assert set(summary[task]) == {"Base model", "GRPO", "P-GRPO"}
-        key = "test_accuracy" if task == "movielens" else "test_reward"
-        assert all(0.0 <= m[key] <= 1.0 for m in summary[task].values())
+def test_dvc_metrics_hold_each_tables_overall_means(run):
+    summary = json.loads((run["dir"] / ".test/results/metrics/table1_movielens.json").read_text())
+    methods = summary["movielens"]["tiny"]
+    assert set(methods) == {"base", "grpo", "pgrpo", "pgrpo-grpo"}
+    assert all(0.0 <= methods[m]["accuracy"] <= 1.0 for m in ("base", "grpo", "pgrpo"))
 
 
 def test_simulation_table_and_figure(run):
@@ -134,8 +170,7 @@ def test_simulation_table_and_figure(run):
 @pytest.mark.parametrize("task", TASKS)
 def test_each_method_saved_an_adapter_and_its_metrics(run, task):
     steps = run["config"]["train"]["steps"]
-    for method in METHODS:
-        out = run["dir"] / ".test/outputs" / task / method
+    for out in [d for method in METHODS for d in _runs(run, task, method)]:
         assert (out / "adapter/adapter_model.safetensors").stat().st_size > 0
         assert json.loads((out / "adapter/adapter_config.json").read_text())["r"] == 4
         lines = (out / "metrics.jsonl").read_text().splitlines()
@@ -148,24 +183,42 @@ def test_mlflow_has_every_step_metric_of_every_run(run):
     client = MlflowClient(tracking_uri=run["env"]["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name(run["config"]["mlflow"]["experiment"])
     runs = client.search_runs([experiment.experiment_id])
-    found = sorted((r.data.tags["task"], r.data.tags["method"]) for r in runs)
-    assert found == sorted((t, m) for t in TASKS for m in METHODS)
+    seeds = [str(run["config"]["seed"] + i) for i in range(run["config"]["seeds"])]
+    main = {"movielens": "kmeans_k3", "personas": "kmeans_k7", "reviews": "groups"}
+    expected = [(t, p, m, s) for t, p in main.items() for m in METHODS for s in seeds]
+    expected += [("movielens", p, "pgrpo", s) for p in ("kmeans_k1", "random_k3") for s in seeds]
+    tags = ("task", "partition", "method", "seed")
+    found = sorted(tuple(r.data.tags[t] for t in tags) for r in runs)
+    assert found == sorted(expected)
     steps = run["config"]["train"]["steps"]
     for r in runs:
+        task, part, method, seed = (r.data.tags[t] for t in tags)
         assert r.info.status == "FINISHED"
         assert r.data.params["train.steps"] == str(steps)
-        assert r.info.run_name == f"{r.data.tags['task']}-{r.data.tags['method']}"
+        assert r.info.run_name == f"{task}-{method}-seed{seed}"
         for name in STEP_METRICS:
             history = client.get_metric_history(r.info.run_id, name)
             assert sorted(m.step for m in history) == list(range(steps)), name
         per_cluster = [m for m in r.data.metrics if m.startswith("reward_mean/cluster_")]
         assert per_cluster
         # MLflow holds what the run wrote to metrics.jsonl, step by step.
-        local = run["dir"] / ".test/outputs" / r.data.tags["task"] / r.data.tags["method"]
-        local = local / "metrics.jsonl"
+        local = run["dir"] / f".test/outputs/tiny/{task}/{part}/seed{seed}/{method}/metrics.jsonl"
         logged = [json.loads(line)["reward_mean"] for line in local.read_text().splitlines()]
         history = client.get_metric_history(r.info.run_id, "reward_mean")
         assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(logged)
+
+
+def test_the_html_report_captions_every_table_and_figure(run):
+    report = run["dir"] / "report.html"
+    proc = snakemake(run["dir"], "--report", str(report), env=run["env"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = report.read_text()
+    for name in CATALOGUE:
+        assert name in html, name
+    for caption in ("Table 1, MovieLens next-item prediction", "Table 4, general capabilities",
+                    "Figure 3, accuracy against candidate-set size", "Figure 5, judge win rates",
+                    "95% Student-t interval"):  # fmt: skip
+        assert caption in html, caption
 
 
 def test_second_run_has_nothing_to_do(run):
@@ -175,16 +228,16 @@ def test_second_run_has_nothing_to_do(run):
 
 
 def test_judge_win_rates_cover_every_group_of_the_judged_tasks(run):
-    out = run["dir"] / ".test"
-    rows = list(csv.DictReader((out / "results/tables/judge_winrates.csv").open()))
+    rows = _table(run, "fig5_judge_winrates")
     for task in ("personas", "reviews"):
-        result = json.loads((out / f"outputs/{task}/judge_winrates.json").read_text())
-        evaluation = json.loads((out / f"outputs/{task}/pgrpo/eval.json").read_text())
-        assert set(result["per_group"]) == set(evaluation["per_group"])
-        assert result["pairs"] == evaluation["n"]
-        for cell in result["per_group"].values():
-            assert cell["wins"] + cell["ties"] + cell["losses"] == cell["n"]
-            assert cell["win_rate"] == pytest.approx((cell["wins"] + cell["ties"] / 2) / cell["n"])
-        assert {r["group"] for r in rows if r["task"] == task} == set(result["per_group"])
-    for suffix in ("png", "svg"):
-        assert (out / f"results/figures/fig5_judge_winrates.{suffix}").stat().st_size > 5_000
+        for folder in _runs(run, task, "pgrpo"):
+            result = json.loads((folder.parent / "judge_winrates.json").read_text())
+            evaluation = json.loads((folder / "eval.json").read_text())
+            assert set(result["per_group"]) == set(evaluation["per_group"])
+            assert result["pairs"] == evaluation["n"]
+            for cell in result["per_group"].values():
+                assert cell["wins"] + cell["ties"] + cell["losses"] == cell["n"]
+                rate = (cell["wins"] + cell["ties"] / 2) / cell["n"]
+                assert cell["win_rate"] == pytest.approx(rate)
+        groups = {r["cluster"] for r in _cells(rows, task=task, metric="win_rate")}
+        assert groups == set(result["per_group"])

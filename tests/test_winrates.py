@@ -38,9 +38,28 @@ def test_the_http_judge_needs_its_endpoint(tmp_path):
 
 
 def test_the_figure_needs_every_win_rate_file(tmp_path):
+    missing = tmp_path / "seed1" / "judge_winrates.json"
     done = run_entry(
-        "pgrpo.figure_winrates", "--winrates", f"personas={tmp_path / 'missing.json'}",
+        "pgrpo.figures", "--name", "fig5_judge_winrates",
+        "--runs", f"m/personas/pgrpo/1={missing}",
         "--figure", str(tmp_path / "fig5"), "--table", str(tmp_path / "t"),
     )  # fmt: skip
-    assert "missing.json: file not found" in one_error_line(done)
+    assert "seed1/judge_winrates.json: no such file" in one_error_line(done)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_win_rates_per_group_are_averaged_over_seeds(tmp_path):
+    args = []
+    for seed, rate in ((0, 0.5), (1, 0.75)):
+        path = tmp_path / f"s{seed}" / "judge_winrates.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({"per_group": {"jazz": {"win_rate": rate}}}))
+        args.append(f"m/personas/pgrpo/{seed}={path}")
+    out = tmp_path / "out"
+    done = run_entry("pgrpo.figures", "--name", "fig5_judge_winrates", "--runs", *args,
+                     "--figure", str(out / "fig5"), "--table", str(out / "t"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    row = (out / "t.csv").read_text().splitlines()[1].split(",")
+    assert row[:5] == ["personas", "m", "pgrpo", "jazz", "win_rate"]
+    assert float(row[5]) == 0.625 and row[7] == "2"
+    assert (out / "fig5.png").stat().st_size > 5_000 and (out / "fig5.svg").exists()

@@ -1,5 +1,6 @@
 # Configuration validation, output paths and target lists shared by every rule file.
 import os
+import re
 
 import yaml
 
@@ -12,17 +13,26 @@ validate_config(config, ", ".join(map(str, workflow.configfiles)) or "config")
 RESOURCES = config["paths"]["resources"]
 OUTPUTS = config["paths"]["outputs"]
 RESULTS = config["paths"]["results"]
-MODEL_DIR = f"{RESOURCES}/models/{model_dir_name(config['model']['name'])}"
 MOVIELENS = f"{RESOURCES}/movielens"
 TASKS = config["tasks"]
 METHODS = config["train"]["methods"]
 # Tasks with true preference groups, whose answers the judge compares (figure 5).
 JUDGED_TASKS = [t for t in TASKS if t in ("personas", "reviews")]
+# Models by folder name: the main one (every task) and those compared on MovieLens (table 1,
+# figure 2). Training seeds: every trained run is repeated with each.
+MAIN = model_dir_name(config["model"]["name"])
+MODELS = {model_dir_name(n): n for n in [config["model"]["name"], *config["model"]["compare"]]}
+SEEDS = [config["seed"] + i for i in range(config["seeds"])]
+FIGURES = config["figures"]
+MODEL_DIR = f"{RESOURCES}/models/{MAIN}"
 
 
 wildcard_constraints:
     task="movielens|personas|reviews",
-    method="base|grpo|pgrpo",
+    method="grpo|pgrpo",
+    model="[^/]+",
+    partition=r"(kmeans|random)_k\d+|groups",
+    seed=r"\d+",
 
 
 def effective_config():
@@ -38,6 +48,8 @@ def effective_config():
 
 
 CONFIG = effective_config()
+# Start stamp of this invocation (written by the Snakefile's onstart), for the manifest.
+RUN_STARTED = f"{OUTPUTS}/run_started.json"
 
 
 def accelerate_launch():
@@ -62,13 +74,30 @@ def task_data(task):
     return {k: v for k, v in config[task].items() if k not in TASK_SECTIONS}
 
 
-def clusters_file(task):
-    """The clusters a task trains and evaluates with: K-Means (or random) over user
-    embeddings; for reviews, the rating groups its prepare rule writes."""
+def partition(task):
+    """The clusters a task trains and evaluates with: ``kmeans_k4`` (the clustering section
+    with the task's overrides), or ``groups`` for reviews (its rating groups)."""
     if task == "reviews":
-        return f"{RESOURCES}/reviews/groups.json"
+        return "groups"
     c = section(task, "clustering")
-    return f"{OUTPUTS}/{task}/clusters/{c['method']}_k{c['num_clusters']}.json"
+    return f"{c['method']}_k{c['num_clusters']}"
+
+
+def clusters_file(task, part=None):
+    """File of a task's cluster partition (default: the one the task trains with)."""
+    part = part or partition(task)
+    if part == "groups":
+        return f"{RESOURCES}/reviews/groups.json"
+    return f"{OUTPUTS}/{task}/clusters/{part}.json"
+
+
+def run_dir(task, method, seed, model=MAIN, part=None):
+    """Folder of one trained run: adapter, metrics.jsonl, eval.json, general.json."""
+    return f"{OUTPUTS}/{model}/{task}/{part or partition(task)}/seed{seed}/{method}"
+
+
+def base_dir(task, model=MAIN):
+    return f"{OUTPUTS}/{model}/{task}/{partition(task)}/base"
 
 
 def raw_movielens_dir():
@@ -99,9 +128,9 @@ def train_inputs(wildcards):
     """Model, the task's data and clusters; the rating model for reviews."""
     task = wildcards.task
     inputs = {
-        "model": MODEL_DIR,
+        "model": f"{RESOURCES}/models/{wildcards.model}",
         "data": prepared(task, "train.jsonl", "test.jsonl"),
-        "clusters": clusters_file(task),
+        "clusters": clusters_file(task, wildcards.partition),
     }
     if task == "movielens":
         inputs["data"].append(f"{MOVIELENS}/items.jsonl")
@@ -110,12 +139,33 @@ def train_inputs(wildcards):
     return inputs
 
 
+def split_run(run):
+    """``base`` | ``seed0/grpo``, optionally in a folder ``c8`` (8 test candidates): (policy,
+    candidates or None)."""
+    parts = run.split("/")
+    if re.fullmatch(r"c\d+", parts[-1]):
+        return "/".join(parts[:-1]), int(parts[-1][1:])
+    return run, None
+
+
 def evaluation_inputs(wildcards):
-    """What training reads, plus the trained adapter unless the method is "base"."""
+    """What training reads, the trained adapter unless the run is "base", and the MovieLens
+    test split with other candidate counts (figure 3)."""
     inputs = train_inputs(wildcards)
-    if wildcards.method != "base":
-        inputs["adapter"] = f"{OUTPUTS}/{wildcards.task}/{wildcards.method}/adapter"
+    policy, size = split_run(wildcards.run)
+    if policy != "base":
+        folder = f"{OUTPUTS}/{wildcards.model}/{wildcards.task}/{wildcards.partition}"
+        inputs["adapter"] = f"{folder}/{policy}/adapter"
+    if size is not None:
+        inputs["test"] = f"{MOVIELENS}/test_c{size}.jsonl"
     return inputs
+
+
+def evaluation_flags(wildcards, input):
+    flags = [reward_model_flag(wildcards, input)]
+    flags += [f"--adapter {input.adapter}"] if "adapter" in input.keys() else []
+    flags += [f"--test {input.test}"] if "test" in input.keys() else []
+    return " ".join(f for f in flags if f)
 
 
 def reward_model_flag(wildcards, input):
@@ -123,29 +173,33 @@ def reward_model_flag(wildcards, input):
 
 
 def judge_inputs(wildcards):
-    """Both methods' evaluations, the base model, the task's data (and rating model)."""
+    """Both methods' evaluations of one seed, the base model, the task's data."""
     inputs = train_inputs(wildcards)
     del inputs["clusters"]
-    inputs["first"] = f"{OUTPUTS}/{wildcards.task}/pgrpo/eval.json"
-    inputs["second"] = f"{OUTPUTS}/{wildcards.task}/grpo/eval.json"
+    folder = f"{OUTPUTS}/{wildcards.model}/{wildcards.task}/{wildcards.partition}"
+    inputs["first"] = f"{folder}/seed{wildcards.seed}/pgrpo/eval.json"
+    inputs["second"] = f"{folder}/seed{wildcards.seed}/grpo/eval.json"
     return inputs
 
 
-def final_targets():
-    targets = []
-    for task in TASKS:
-        targets += [
-            f"{RESULTS}/tables/{task}.csv",
-            f"{RESULTS}/tables/{task}.md",
-            f"{RESULTS}/figures/{task}_reward_curves.png",
-            f"{RESULTS}/metrics/{task}.json",
-        ]
-    if JUDGED_TASKS and {"grpo", "pgrpo"} <= set(METHODS):
-        targets.append(f"{RESULTS}/figures/fig5_judge_winrates.png")
-    return targets + [
-        f"{RESULTS}/tables/simulation.csv",
-        f"{RESULTS}/figures/fig1_simulation.png",
-    ]
+def general_inputs(wildcards):
+    """The model (and adapter) whose general capabilities are measured (table 4)."""
+    inputs = {"model": f"{RESOURCES}/models/{wildcards.model}"}
+    if wildcards.where != "base":
+        inputs["adapter"] = f"{OUTPUTS}/{wildcards.model}/{wildcards.where}/adapter"
+    return inputs
+
+
+def data_files():
+    """Raw and prepared data the results come from (checksummed in the manifest)."""
+    files = []
+    if "movielens" in TASKS:
+        files += [raw_movielens_dir()] + prepared("movielens")
+    if "personas" in TASKS:
+        files += prepared("personas")
+    if "reviews" in TASKS:
+        files += [raw_reviews_file()] + prepared("reviews")
+    return files
 
 
 def embedding_inputs(wildcards):
@@ -159,24 +213,3 @@ def cluster_inputs(wildcards):
     if wildcards.task == "personas":
         inputs["labels"] = prepared("personas", "users.jsonl")[0]
     return inputs
-
-
-def report_inputs(wildcards):
-    task = wildcards.task
-    inputs = {
-        "evals": expand(f"{OUTPUTS}/{task}/{{m}}/eval.json", m=["base"] + METHODS),
-        "metrics": expand(f"{OUTPUTS}/{task}/{{m}}/metrics.jsonl", m=METHODS),
-    }
-    if task == "personas":
-        inputs["clusters"] = clusters_file(task)
-    if task == "reviews":
-        inputs["rating_model"] = f"{OUTPUTS}/reviews/rating_model.json"
-    return inputs
-
-
-def report_extra(wildcards, input):
-    if wildcards.task == "personas":
-        return f"--clusters {input.clusters}"
-    if wildcards.task == "reviews":
-        return f"--rating-model {input.rating_model}"
-    return ""

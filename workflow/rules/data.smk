@@ -65,6 +65,31 @@ rule prepare_movielens:
         "python -m pgrpo.prepare --config {params.config} --out {params.out} > {log} 2>&1"
 
 
+rule movielens_test_candidates:
+    input:
+        raw=raw_movielens_dir(),
+    output:
+        f"{MOVIELENS}/test_c{{size}}.jsonl",
+    log:
+        f"{OUTPUTS}/logs/movielens_test_c{{size}}.log",
+    wildcard_constraints:
+        size=r"\d+",
+    conda:
+        "../../envs/pgrpo.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        config=CONFIG,
+        movielens=task_data("movielens"),
+        seed=config["seed"],
+    message:
+        "Building the MovieLens test prompts with {wildcards.size} candidates (figure 3)"
+    shell:
+        "python -m pgrpo.prepare --config {params.config} --task movielens"
+        " --test-candidates {wildcards.size} --out {output} > {log} 2>&1"
+
+
 rule prepare_personas:
     output:
         prepared("personas"),

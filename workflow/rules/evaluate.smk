@@ -1,15 +1,18 @@
-# Test reward per cluster and per true group: the base model ("base") and each adapter.
+# Test reward per cluster and per true group: the base model ("base") and each trained run
+# ("seed0/pgrpo"); a last folder "c8" evaluates MovieLens with 8 test candidates (figure 3).
 
 
 rule evaluate:
     input:
         unpack(evaluation_inputs),
     output:
-        f"{OUTPUTS}/{{task}}/{{method}}/eval.json",
+        f"{OUTPUTS}/{{model}}/{{task}}/{{partition}}/{{run}}/eval.json",
     log:
-        f"{OUTPUTS}/logs/evaluate_{{task}}_{{method}}.log",
+        f"{OUTPUTS}/logs/evaluate/{{model}}/{{task}}/{{partition}}/{{run}}.log",
     benchmark:
-        f"{OUTPUTS}/benchmarks/evaluate_{{task}}_{{method}}.tsv"
+        f"{OUTPUTS}/benchmarks/evaluate/{{model}}/{{task}}/{{partition}}/{{run}}.tsv"
+    wildcard_constraints:
+        run=r"(base|seed\d+/(grpo|pgrpo))(/c\d+)?",
     conda:
         "../../envs/pgrpo.yaml"
     threads: config["train"]["threads"]
@@ -19,15 +22,15 @@ rule evaluate:
     params:
         config=CONFIG,
         data=lambda w, input: os.path.dirname(input.data[0]),
-        adapter=lambda w, input: f"--adapter {input.adapter}" if w.method != "base" else "",
-        reward_model=reward_model_flag,
+        flags=evaluation_flags,
         evaluation=lambda w: section(w.task, "evaluation"),
         task=lambda w: task_data(w.task),
         model=config["model"],
         seed=config["seed"],
     message:
-        "Evaluating {wildcards.method} on the {wildcards.task} test split"
+        "Evaluating {wildcards.run} ({wildcards.model}, {wildcards.partition}) on the"
+        " {wildcards.task} test split"
     shell:
         "python -m pgrpo.evaluate --config {params.config} --task {wildcards.task}"
-        " --model {input.model} {params.adapter} --data {params.data}"
-        " --clusters {input.clusters} {params.reward_model} --out {output} > {log} 2>&1"
+        " --model {input.model} --data {params.data} --clusters {input.clusters}"
+        " {params.flags} --out {output} > {log} 2>&1"

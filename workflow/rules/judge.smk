@@ -1,15 +1,16 @@
-# The pairwise judge: P-GRPO's test answers against GRPO's, per preference group (figure 5).
+# The pairwise judge: P-GRPO's test answers against GRPO's of the same seed, per preference
+# group (figure 5 averages the seeds).
 
 
 rule judge_winrates:
     input:
         unpack(judge_inputs),
     output:
-        f"{OUTPUTS}/{{task}}/judge_winrates.json",
+        f"{OUTPUTS}/{{model}}/{{task}}/{{partition}}/seed{{seed}}/judge_winrates.json",
     log:
-        f"{OUTPUTS}/logs/judge_winrates_{{task}}.log",
+        f"{OUTPUTS}/logs/judge/{{model}}/{{task}}_{{partition}}_seed{{seed}}.log",
     benchmark:
-        f"{OUTPUTS}/benchmarks/judge_winrates_{{task}}.tsv"
+        f"{OUTPUTS}/benchmarks/judge/{{model}}/{{task}}_{{partition}}_seed{{seed}}.tsv"
     wildcard_constraints:
         task="personas|reviews",
     conda:
@@ -25,38 +26,8 @@ rule judge_winrates:
         judge=config["judge"],
         seed=config["seed"],
     message:
-        "Judging P-GRPO against GRPO on the {wildcards.task} test prompts"
+        "Judging P-GRPO against GRPO (seed {wildcards.seed}) on the {wildcards.task} test prompts"
     shell:
         "python -m pgrpo.winrates --config {params.config} --task {wildcards.task}"
         " --data {params.data} --first pgrpo={input.first} --second grpo={input.second}"
         " --model {input.model} {params.reward_model} --out {output} > {log} 2>&1"
-
-
-rule figure_winrates:
-    input:
-        expand(f"{OUTPUTS}/{{task}}/judge_winrates.json", task=JUDGED_TASKS),
-    output:
-        figure=report(
-            f"{RESULTS}/figures/fig5_judge_winrates.png",
-            caption="../report/fig5_judge_winrates.rst",
-            category="Judge",
-        ),
-        svg=f"{RESULTS}/figures/fig5_judge_winrates.svg",
-        csv=f"{RESULTS}/tables/judge_winrates.csv",
-        md=f"{RESULTS}/tables/judge_winrates.md",
-    log:
-        f"{OUTPUTS}/logs/figure_winrates.log",
-    conda:
-        "../../envs/pgrpo.yaml"
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    params:
-        winrates=lambda w, input: [f"{t}={p}" for t, p in zip(JUDGED_TASKS, input)],
-        figure=lambda w, output: os.path.splitext(output.figure)[0],
-        table=lambda w, output: os.path.splitext(output.csv)[0],
-    message:
-        "Writing figure 5: the judge's win rates per group"
-    shell:
-        "python -m pgrpo.figure_winrates --winrates {params.winrates}"
-        " --figure {params.figure} --table {params.table} > {log} 2>&1"

@@ -4,11 +4,11 @@
 
 rule materialize_model:
     output:
-        directory(MODEL_DIR),
+        directory(f"{RESOURCES}/models/{{model}}"),
     log:
-        f"{OUTPUTS}/logs/materialize_model.log",
+        f"{OUTPUTS}/logs/materialize_model_{{model}}.log",
     benchmark:
-        f"{OUTPUTS}/benchmarks/materialize_model.tsv"
+        f"{OUTPUTS}/benchmarks/materialize_model_{{model}}.tsv"
     conda:
         "../../envs/pgrpo.yaml"
     resources:
@@ -17,9 +17,11 @@ rule materialize_model:
     params:
         config=CONFIG,
         # Only what changes the checkpoint (not model.precision, a compute setting).
-        model={k: config["model"][k] for k in ("name", "trust_remote_code")},
+        name=lambda w: MODELS[w.model],
+        trust_remote_code=config["model"]["trust_remote_code"],
         seed=config["seed"],
     message:
-        "Materialising base model {params.model[name]}"
+        "Materialising base model {params.name}"
     shell:
-        "python -m pgrpo.materialize --config {params.config} --out {output} > {log} 2>&1"
+        "python -m pgrpo.materialize --config {params.config} --name {params.name:q}"
+        " --out {output} > {log} 2>&1"

@@ -1,37 +1,93 @@
-# Tables and figures users read, written from the files earlier rules produced.
+# The catalogue users read: the paper's tables and figures, each cell a mean over seeds with
+# a 95% interval, and the manifest of the run that wrote them.
 
 
-rule report:
+rule table:
     input:
-        unpack(report_inputs),
+        catalogue_inputs,
     output:
         csv=report(
-            f"{RESULTS}/tables/{{task}}.csv",
-            caption="../report/task_table.rst",
-            category="{task}",
+            f"{RESULTS}/tables/{{table}}.csv",
+            caption="../report/catalogue.rst",
+            category="Tables",
+            labels={"name": "{table}", "format": "csv"},
         ),
-        md=f"{RESULTS}/tables/{{task}}.md",
-        summary=f"{RESULTS}/metrics/{{task}}.json",
-        figure=report(
-            f"{RESULTS}/figures/{{task}}_reward_curves.png",
-            caption="../report/task_reward_curves.rst",
-            category="{task}",
-        ),
+        md=f"{RESULTS}/tables/{{table}}.md",
+        tex=f"{RESULTS}/tables/{{table}}.tex",
+        summary=f"{RESULTS}/metrics/{{table}}.json",
     log:
-        f"{OUTPUTS}/logs/report_{{task}}.log",
+        f"{OUTPUTS}/logs/table_{{table}}.log",
+    wildcard_constraints:
+        table="table[1-4]_[a-z]+",
     conda:
         "../../envs/pgrpo.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
     params:
-        evals=lambda w, input: [f"{m}={p}" for m, p in zip(["base"] + METHODS, input.evals)],
-        metrics=lambda w, input: [f"{m}={p}" for m, p in zip(METHODS, input.metrics)],
-        table=lambda w, output: os.path.splitext(output.csv)[0],
-        extra=report_extra,
+        runs=catalogue_args,
+        stem=lambda w, output: os.path.splitext(output.csv)[0],
     message:
-        "Writing the {wildcards.task} table and reward curves"
+        "Writing {wildcards.table}"
     shell:
-        "python -m pgrpo.report --task {wildcards.task} --eval {params.evals}"
-        " --metrics {params.metrics} --table {params.table} --figure {output.figure}"
-        " --summary {output.summary} {params.extra} > {log} 2>&1"
+        "python -m pgrpo.catalogue --name {wildcards.table} --runs {params.runs}"
+        " --out {params.stem} --summary {output.summary} > {log} 2>&1"
+
+
+rule figure:
+    input:
+        catalogue_inputs,
+    output:
+        png=report(
+            f"{RESULTS}/figures/{{figure}}.png",
+            caption="../report/catalogue.rst",
+            category="Figures",
+            labels={"name": "{figure}", "format": "png"},
+        ),
+        svg=f"{RESULTS}/figures/{{figure}}.svg",
+        csv=f"{RESULTS}/tables/{{figure}}.csv",
+        md=f"{RESULTS}/tables/{{figure}}.md",
+        tex=f"{RESULTS}/tables/{{figure}}.tex",
+    log:
+        f"{OUTPUTS}/logs/figure_{{figure}}.log",
+    wildcard_constraints:
+        figure="fig[2-5]_[a-z_]+",
+    conda:
+        "../../envs/pgrpo.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        runs=catalogue_args,
+        figure=lambda w, output: os.path.splitext(output.png)[0],
+        table=lambda w, output: os.path.splitext(output.csv)[0],
+    message:
+        "Drawing {wildcards.figure}"
+    shell:
+        "python -m pgrpo.figures --name {wildcards.figure} --runs {params.runs}"
+        " --figure {params.figure} --table {params.table} > {log} 2>&1"
+
+
+rule manifest:
+    input:
+        catalogue_files(),
+    output:
+        f"{RESULTS}/manifest.json",
+    log:
+        f"{OUTPUTS}/logs/manifest.log",
+    conda:
+        "../../envs/pgrpo.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        config=CONFIG,
+        started=RUN_STARTED,
+        data=data_files(),
+        benchmarks=f"{OUTPUTS}/benchmarks",
+    message:
+        "Writing the manifest of the results"
+    shell:
+        "python -m pgrpo.manifest --config {params.config} --started {params.started}"
+        " --data {params.data} --benchmarks {params.benchmarks} --results {input}"
+        " --out {output} > {log} 2>&1"

@@ -5,14 +5,14 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        adapter=directory(f"{OUTPUTS}/{{task}}/{{method}}/adapter"),
-        metrics=f"{OUTPUTS}/{{task}}/{{method}}/metrics.jsonl",
+        adapter=directory(
+            f"{OUTPUTS}/{{model}}/{{task}}/{{partition}}/seed{{seed}}/{{method}}/adapter"
+        ),
+        metrics=f"{OUTPUTS}/{{model}}/{{task}}/{{partition}}/seed{{seed}}/{{method}}/metrics.jsonl",
     log:
-        f"{OUTPUTS}/logs/train_{{task}}_{{method}}.log",
+        f"{OUTPUTS}/logs/train/{{model}}/{{task}}_{{partition}}_seed{{seed}}_{{method}}.log",
     benchmark:
-        f"{OUTPUTS}/benchmarks/train_{{task}}_{{method}}.tsv"
-    wildcard_constraints:
-        method="grpo|pgrpo",
+        f"{OUTPUTS}/benchmarks/train/{{model}}/{{task}}_{{partition}}_seed{{seed}}_{{method}}.tsv"
     conda:
         "../../envs/pgrpo.yaml"
     threads: config["train"]["threads"] * config["train"]["num_processes"]
@@ -29,10 +29,12 @@ rule train:
         task=lambda w: task_data(w.task),
         lora=config["lora"],
         model=config["model"],
-        seed=config["seed"],
+        data_seed=config["seed"],
     message:
-        "Training {wildcards.method} on {wildcards.task} for {params.train[steps]} steps"
+        "Training {wildcards.method} on {wildcards.task} ({wildcards.model}, "
+        "{wildcards.partition}, seed {wildcards.seed}) for {params.train[steps]} steps"
     shell:
         "{params.launch} -m pgrpo.train --config {params.config} --task {wildcards.task}"
         " --method {wildcards.method} --model {input.model} --data {params.data}"
-        " --clusters {input.clusters} {params.reward_model} --out {params.out} > {log} 2>&1"
+        " --clusters {input.clusters} {params.reward_model} --seed {wildcards.seed}"
+        " --out {params.out} > {log} 2>&1"

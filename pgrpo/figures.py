@@ -1,0 +1,250 @@
+"""The paper's figures 2-5 from the runs' files, every point a mean over seeds with its 95%
+interval, each written as PNG and SVG with its numbers as a long-format table.
+
+Runs are named as in :mod:`pgrpo.catalogue` (``MODEL/TASK/METHOD/SEED[/VARIANT]=PATH``):
+
+* ``fig2_reward_curves``: ``metrics.jsonl`` of GRPO and P-GRPO; training reward per step
+  (trailing mean over 10 steps), mean over seeds with a 95% band; one panel per model.
+* ``fig3_accuracy_vs_candidates``: ``eval.json`` with variant ``c{N}`` (N candidates at test,
+  models trained with 4); accuracy against N per method, chance 1/N dashed.
+* ``fig4_cluster_ablation``: P-GRPO runs with variant ``kmeans_k{K}`` / ``random_k{K}`` (eval
+  and metrics), GRPO with the main partition as reference. Left: test accuracy and final
+  training reward against K (K-Means); right: K-Means against random clusters of the same
+  sizes at each K trained with both.
+* ``fig5_judge_winrates``: ``judge_winrates.json`` per seed; P-GRPO's win rate over GRPO per
+  preference group, one panel per task, 0.5 = no preference.
+
+A figure never silently drops data: a missing file, a method without a point, seeds with
+different numbers of steps or a NaN value stop it with a one-line error.
+
+    python -m pgrpo.figures --name fig3_accuracy_vs_candidates --runs KEY=PATH ... \\
+        --figure results/figures/fig3_accuracy_vs_candidates \\
+        --table results/tables/fig3_accuracy_vs_candidates
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from pgrpo.catalogue import METHOD_LABELS, Run, cells, parse_runs, write_tables
+from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli
+from pgrpo.stats import t_quantile
+
+WINDOW = 10
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, stem: str | Path) -> None:
+    for suffix in ("png", "svg"):
+        with atomic_path(f"{stem}.{suffix}") as tmp:
+            fig.savefig(tmp, format=suffix, dpi=120)
+    _pyplot().close(fig)
+
+
+def trailing_mean(values: np.ndarray, window: int = WINDOW) -> np.ndarray:
+    """Trailing mean over up to ``window`` values (shorter at the start)."""
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(0, idx - window)
+    return (sums[idx] - sums[lo]) / (idx - lo)
+
+
+def reward_curves(runs: list[Run]) -> dict[str, dict[str, np.ndarray]]:
+    """model -> method -> (seeds x steps) smoothed training reward."""
+    curves: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        rows = read_jsonl(run.path)
+        if not rows:
+            raise PgrpoError(f"{run.path}: no training steps")
+        curves[run.model][run.method].append(
+            trailing_mean(np.array([r["reward_mean"] for r in rows]))
+        )
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for model, methods in curves.items():
+        for method, seeds in methods.items():
+            if len({len(c) for c in seeds}) != 1:
+                raise PgrpoError(f"{model} {method}: seeds trained for different numbers of steps")
+            out.setdefault(model, {})[method] = np.stack(seeds)
+    return out
+
+
+def band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over seeds (rows) and the 95% t half-width (0 with one seed)."""
+    mean = curves.mean(axis=0)
+    if len(curves) < 2:
+        return mean, np.zeros_like(mean)
+    return mean, t_quantile(len(curves)) * curves.std(axis=0, ddof=1) / np.sqrt(len(curves))
+
+
+def fig2(runs: list[Run], stem: str | Path) -> None:
+    plt = _pyplot()
+    curves = reward_curves(runs)
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.8), squeeze=False)
+    for ax, (model, methods) in zip(axes[0], curves.items(), strict=True):
+        for i, method in enumerate(sorted(methods)):
+            mean, half = band(methods[method])
+            steps = np.arange(len(mean))
+            label = f"{METHOD_LABELS.get(method, method)} ({len(methods[method])} seeds)"
+            ax.plot(steps, mean, color=f"C{i}", linewidth=2, label=label)
+            ax.fill_between(steps, mean - half, mean + half, color=f"C{i}", alpha=0.2)
+        ax.set_title(model)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"training reward (trailing mean of {WINDOW})")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Training reward, GRPO vs P-GRPO (mean and 95% CI over seeds)")
+    fig.tight_layout()
+    save(fig, stem)
+
+
+def _points(rows: list[dict], metric: str, cluster: str = "all") -> dict[str, dict[str, dict]]:
+    """method -> variant -> row, for one metric."""
+    out: dict[str, dict[str, dict]] = defaultdict(dict)
+    for r in rows:
+        if r["metric"] == metric and r["cluster"] == cluster and r["method"] != "pgrpo-grpo":
+            out[r["method"]][r["variant"]] = r
+    return out
+
+
+def _number(variant: str) -> int:
+    match = re.search(r"(\d+)$", variant)
+    if not match:
+        raise PgrpoError(f"variant {variant!r}: expected a name ending in a number (c8, kmeans_k8)")
+    return int(match.group(1))
+
+
+def _errorbar(ax, points: dict[str, dict], label: str, color: str, marker: str = "o") -> None:
+    xs = sorted(points, key=_number)
+    ys = [points[v]["mean"] for v in xs]
+    err = [0.0 if np.isnan(points[v]["ci95"]) else points[v]["ci95"] for v in xs]
+    ax.errorbar([_number(v) for v in xs], ys, yerr=err, label=label, color=color,
+                marker=marker, capsize=3)  # fmt: skip
+
+
+def fig3(rows: list[dict], stem: str | Path) -> None:
+    points = _points(rows, "accuracy")
+    sizes = {v for p in points.values() for v in p}
+    for method, p in points.items():
+        if set(p) != sizes:
+            missing = sorted(sizes - set(p), key=_number)
+            raise PgrpoError(f"fig3: {method} has no test accuracy for {', '.join(missing)}")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for i, method in enumerate(m for m in ("base", "grpo", "pgrpo") if m in points):
+        _errorbar(ax, points[method], METHOD_LABELS[method], f"C{i}")
+    ns = sorted(_number(v) for v in sizes)
+    ax.plot(ns, [1 / n for n in ns], "k--", linewidth=1, label="chance (1/N)")
+    ax.set_xlabel("candidates at test time (trained with 4)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Accuracy against candidate-set size (mean, 95% CI)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    save(fig, stem)
+
+
+def fig4(rows: list[dict], stem: str | Path) -> None:
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    acc, train = _points(rows, "accuracy"), _points(rows, "final_train_reward")
+    kmeans = {v: r for v, r in acc.get("pgrpo", {}).items() if v.startswith("kmeans")}
+    if len(kmeans) < 2:
+        raise PgrpoError("fig4: needs P-GRPO runs with at least two K-Means cluster counts")
+    _errorbar(left, kmeans, "P-GRPO test accuracy", "C1")
+    kmeans_train = {v: r for v, r in train.get("pgrpo", {}).items() if v.startswith("kmeans")}
+    _errorbar(left, kmeans_train, "P-GRPO training reward (last 10%)", "C2", marker="s")
+    for v, r in acc.get("grpo", {}).items():
+        left.axhline(r["mean"], color="C0", linestyle="--", label=f"GRPO test accuracy ({v})")
+    left.set_xscale("log", base=2)
+    counts = sorted(_number(v) for v in kmeans)
+    left.set_xticks(counts, [str(k) for k in counts])
+    left.set_xlabel("number of user clusters K")
+    left.set_ylabel("accuracy / reward")
+    left.set_title("Cluster granularity")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    random = {v: r for v, r in acc.get("pgrpo", {}).items() if v.startswith("random")}
+    if not random:
+        raise PgrpoError("fig4: no P-GRPO run with random clusters")
+    ks = sorted(_number(v) for v in random)
+    for j, (name, source) in enumerate((("K-Means", "kmeans"), ("random", "random"))):
+        cells = [acc["pgrpo"].get(f"{source}_k{k}") for k in ks]
+        if any(c is None for c in cells):
+            raise PgrpoError(f"fig4: {name} P-GRPO is missing for one of K = {ks}")
+        err = [0.0 if np.isnan(c["ci95"]) else c["ci95"] for c in cells]
+        right.bar(np.arange(len(ks)) + 0.4 * j - 0.2, [c["mean"] for c in cells], 0.4,
+                  yerr=err, capsize=3, label=name, color=f"C{3 + j}")  # fmt: skip
+    right.set_xticks(range(len(ks)), [f"K={k}" for k in ks])
+    right.set_ylabel("P-GRPO test accuracy")
+    right.set_title("K-Means vs random clusters (same sizes)")
+    right.legend()
+    fig.tight_layout()
+    save(fig, stem)
+
+
+def fig5(rows: list[dict], stem: str | Path) -> None:
+    by_task: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["metric"] == "win_rate":
+            by_task[r["task"]].append(r)
+    if not by_task:
+        raise PgrpoError("fig5: no judged pairs")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(by_task), figsize=(5 * len(by_task), 4), squeeze=False)
+    for ax, (task, cells_) in zip(axes[0], by_task.items(), strict=True):
+        groups = [c["cluster"] for c in cells_]
+        err = [0.0 if np.isnan(c["ci95"]) else c["ci95"] for c in cells_]
+        ax.bar(range(len(groups)), [c["mean"] for c in cells_], yerr=err, capsize=3, color="C1")
+        ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+        ax.set_xticks(range(len(groups)), groups, rotation=45, ha="right")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{task}: P-GRPO vs GRPO ({cells_[0]['n_seeds']} seeds)")
+        ax.set_ylabel("P-GRPO win rate (ties count half)")
+    fig.tight_layout()
+    save(fig, stem)
+
+
+CAPTIONS = {
+    "fig2_reward_curves": "Figure 2 data: final training reward per model and method.",
+    "fig3_accuracy_vs_candidates": "Figure 3 data: MovieLens test accuracy per candidate-set "
+    "size (variant cN), models trained with 4 candidates; mean ± 95% CI over seeds.",
+    "fig4_cluster_ablation": "Figure 4 data: P-GRPO on MovieLens with K-Means or random "
+    "clusters (variant) of each size K; GRPO for reference; mean ± 95% CI over seeds.",
+    "fig5_judge_winrates": "Figure 5 data: the judge's win rate of P-GRPO over GRPO per "
+    "preference group (0.5 = no preference; ties count half); mean ± 95% CI over seeds.",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write one of the paper's figures.")
+    parser.add_argument("--name", required=True, choices=sorted(CAPTIONS))
+    parser.add_argument("--runs", nargs="+", required=True, help="KEY=PATH (pgrpo.catalogue)")
+    parser.add_argument("--figure", required=True, help="output path without extension")
+    parser.add_argument("--table", required=True, help="output path without extension")
+    args = parser.parse_args(argv)
+    runs = parse_runs(args.runs)
+    rows = cells(runs)
+    if args.name == "fig2_reward_curves":
+        fig2(runs, args.figure)
+    else:
+        {"fig3_accuracy_vs_candidates": fig3, "fig4_cluster_ablation": fig4,
+         "fig5_judge_winrates": fig5}[args.name](rows, args.figure)  # fmt: skip
+    write_tables(rows, args.table, CAPTIONS[args.name])
+    print(Path(f"{args.table}.md").read_text())
+
+
+if __name__ == "__main__":
+    run_cli(main)

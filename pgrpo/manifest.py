@@ -1,0 +1,146 @@
+"""Entry point: ``results/manifest.json``, what produced the results next to it.
+
+Records the git commit (and whether the tree had uncommitted changes), the hash of the
+merged config, sha256 checksums of the data the run read (raw and prepared files; folders
+file by file), the versions of Python and of the packages that compute results, the
+machine, every result file's checksum, and time: the wall time of the Snakemake invocation
+that wrote the manifest (from the start stamp its ``onstart`` handler wrote) and the sum of
+all rules' measured run times (their ``benchmark`` files), which also counts rules finished
+by earlier, resumed invocations.
+
+    python -m pgrpo.manifest --config outputs/effective_config.yaml \\
+        --started outputs/run_started.json --data resources/movielens ... \\
+        --benchmarks outputs/benchmarks --results results/tables/... --out results/manifest.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+from pgrpo.config import config_hash, load_config
+from pgrpo.io import PgrpoError, read_json, run_cli, sha256_of, write_json
+
+PACKAGES = ("torch", "transformers", "accelerate", "peft", "scikit-learn", "numpy", "scipy",
+            "snakemake", "mlflow", "dvc", "sentence-transformers", "pgrpo")  # fmt: skip
+
+
+def checksums(paths: list[str]) -> dict[str, str]:
+    """sha256 of each file; a folder contributes each file inside it (sorted)."""
+    out = {}
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            files = [path]
+        else:
+            raise PgrpoError(f"{path}: no such file or folder (data the manifest must checksum)")
+        out.update({str(p): sha256_of(p) for p in files})
+    return out
+
+
+def git_state(root: Path) -> dict:
+    """Commit and dirty flag of the repository at ``root`` (None outside git)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=30, check=True)  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "processor": platform.machine(),
+            "cpus": os.cpu_count()}  # fmt: skip
+    try:
+        import torch
+
+        info["cuda"] = torch.cuda.is_available()
+        if info["cuda"]:
+            info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return info
+
+
+def rule_seconds(folder: Path) -> dict:
+    """Sum and count of the ``s`` column of every Snakemake benchmark file under ``folder``."""
+    total, count = 0.0, 0
+    for path in sorted(folder.rglob("*.tsv")) if folder.is_dir() else []:
+        lines = path.read_text().splitlines()
+        if len(lines) < 2:
+            continue
+        header = lines[0].split("\t")
+        for line in lines[1:]:
+            total += float(line.split("\t")[header.index("s")])
+            count += 1
+    return {"rules_seconds_total": round(total, 1), "rules_measured": count}
+
+
+def build(config_path: str, started: str | None, data: list[str], benchmarks: str | None,
+          results: list[str]) -> dict:  # fmt: skip
+    config = load_config(config_path)
+    timing: dict = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if started:
+        stamp = read_json(started)
+        timing["started"] = stamp["started"]
+        timing["wall_seconds"] = round(time.time() - stamp["epoch"], 1)
+    if benchmarks:
+        timing.update(rule_seconds(Path(benchmarks)))
+    return {
+        "git": git_state(Path(__file__).resolve().parents[1]),
+        "config_hash": config_hash(config),
+        "config": config,
+        "data": checksums(data),
+        "results": checksums(results),
+        "versions": versions(),
+        "machine": machine(),
+        "time": timing,
+    }
+
+
+def write_start_stamp(path: str | Path) -> None:
+    """Called by the Snakefile's ``onstart``: when this invocation started."""
+    write_json(path, {"epoch": time.time(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write the results' manifest.")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--started", help="start stamp JSON written by the Snakefile's onstart")
+    parser.add_argument("--data", nargs="*", default=[], help="data files or folders read")
+    parser.add_argument("--benchmarks", help="folder of Snakemake benchmark files")
+    parser.add_argument("--results", nargs="+", required=True, help="the result files")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    manifest = build(args.config, args.started, args.data, args.benchmarks, args.results)
+    write_json(args.out, manifest)
+    summary = {k: manifest[k] for k in ("git", "config_hash")}
+    print(json.dumps({**summary, "time": manifest["time"]}, indent=1))
+
+
+if __name__ == "__main__":
+    run_cli(main)

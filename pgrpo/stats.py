@@ -1,0 +1,83 @@
+"""Means and 95% intervals over seeds, and the paired P-GRPO - GRPO difference.
+
+Every cell of the paper's tables and figures is the mean over training seeds with a
+two-sided 95% Student-t interval: ``ci95 = t(0.975, n - 1) * s / sqrt(n)``, ``s`` the sample
+standard deviation (``ddof=1``). With one value (the base model: greedy decoding, no seed)
+the interval is undefined: ``ci95`` is NaN and tables print it as ``-``.
+
+The difference of two methods is paired by seed (seed ``s`` of P-GRPO against seed ``s`` of
+GRPO: same prompts sampled in the same order, same LoRA initialisation), so its interval is
+the interval of the per-seed differences. An interval containing 0 means the seeds cannot
+tell the methods apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from pgrpo.io import PgrpoError
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    ci95: float  # half-width; NaN with fewer than two values
+    n: int
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.ci95
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.ci95
+
+    def overlaps_zero(self) -> bool:
+        """True when 0 lies inside the interval (or the interval is undefined)."""
+        return math.isnan(self.ci95) or self.low <= 0.0 <= self.high
+
+
+def t_quantile(n: int) -> float:
+    """The 0.975 quantile of Student's t with ``n - 1`` degrees of freedom."""
+    return float(stats.t.ppf(0.975, n - 1))
+
+
+def mean_ci95(values: Iterable[float]) -> Interval:
+    """Mean and 95% t-interval half-width of ``values`` (NaN values are an error)."""
+    x = np.asarray(list(values), dtype=float)
+    if x.size == 0:
+        raise PgrpoError("no values to average (a table cell without any run)")
+    if np.isnan(x).any():
+        raise PgrpoError(f"a table cell has a missing (NaN) value among {x.tolist()}")
+    if x.size == 1:
+        return Interval(float(x[0]), math.nan, 1)
+    half = t_quantile(x.size) * x.std(ddof=1) / math.sqrt(x.size)
+    return Interval(float(x.mean()), float(half), int(x.size))
+
+
+def paired_difference(first: dict, second: dict) -> Interval:
+    """Interval of ``first[s] - second[s]`` over the seeds ``s`` both have.
+
+    ``first`` and ``second`` map seed -> value; seeds present in only one are an error (a
+    missing run would silently unpair the comparison)."""
+    if first.keys() != second.keys():
+        only = sorted(set(first) ^ set(second), key=str)
+        raise PgrpoError(f"paired difference: seeds {only} are missing on one side")
+    return mean_ci95(first[s] - second[s] for s in sorted(first, key=str))
+
+
+def format_cell(interval: Interval, digits: int = 3) -> str:
+    """``mean ± ci95`` (just the mean when the interval is undefined)."""
+    if math.isnan(interval.ci95):
+        return f"{interval.mean:.{digits}f}"
+    return f"{interval.mean:.{digits}f} ± {interval.ci95:.{digits}f}"
+
+
+def summarise(values_by_key: dict[tuple, Sequence[float]]) -> dict[tuple, Interval]:
+    """:func:`mean_ci95` of every key's values."""
+    return {key: mean_ci95(values) for key, values in values_by_key.items()}

@@ -1,0 +1,134 @@
+# The runs behind each table and figure of the catalogue, and the default target.
+# A run is a file named by a key MODEL/TASK/METHOD/SEED[/VARIANT] (pgrpo/catalogue.py).
+
+TABLES = {
+    "table1_movielens": "movielens",
+    "table2_personas": "personas",
+    "table3_reviews": "reviews",
+    "table4_general": None,
+}
+FIGURES_OF = {
+    "fig2_reward_curves": "movielens",
+    "fig3_accuracy_vs_candidates": "movielens",
+    "fig4_cluster_ablation": "movielens",
+    "fig5_judge_winrates": None,
+}
+
+
+def _trained(task, model=MAIN, part=None, variant="", methods=None, kinds=("eval.json",)):
+    """{path: key} of every seed of ``methods`` (default: all) on ``task``."""
+    runs = {}
+    for method in methods or METHODS:
+        for seed in SEEDS:
+            folder = run_dir(task, method, seed, model, part)
+            key = "/".join([model, task, method, str(seed)] + ([variant] if variant else []))
+            runs.update({f"{folder}/{kind}": key for kind in kinds})
+    return runs
+
+
+def task_table_runs(task, models):
+    runs = {}
+    for model in models:
+        runs[f"{base_dir(task, model)}/eval.json"] = f"{model}/{task}/base/-"
+        runs.update(_trained(task, model, kinds=("eval.json", "metrics.jsonl")))
+    return runs
+
+
+def general_runs():
+    runs = {f"{OUTPUTS}/{MAIN}/base/general.json": f"{MAIN}/none/base/-"}
+    for task in TASKS:
+        runs.update(_trained(task, kinds=("general.json",)))
+    return runs
+
+
+def candidate_runs():
+    """MovieLens evaluations at each test candidate-set size (figure 3)."""
+    runs, main = {}, config["evaluation"]["num_candidates"]
+    for size in FIGURES["candidate_sizes"]:
+        variant = f"c{size}"
+        folder = "" if size == main else variant  # the main size is the plain evaluation
+        runs[os.path.join(base_dir("movielens"), folder, "eval.json")] = (
+            f"{MAIN}/movielens/base/-/{variant}"
+        )
+        for method in METHODS:
+            for seed in SEEDS:
+                path = os.path.join(run_dir("movielens", method, seed), folder, "eval.json")
+                runs[path] = f"{MAIN}/movielens/{method}/{seed}/{variant}"
+    return runs
+
+
+def ablation_runs():
+    """P-GRPO on MovieLens with K-Means and random partitions; GRPO for reference."""
+    kinds = ("eval.json", "metrics.jsonl")
+    main = partition("movielens")
+    runs = _trained("movielens", part=main, variant=main, methods=["grpo"], kinds=kinds)
+    parts = [f"kmeans_k{k}" for k in FIGURES["cluster_counts"]]
+    parts += [f"random_k{k}" for k in FIGURES["random_cluster_counts"]]
+    for part in parts:
+        runs.update(_trained("movielens", part=part, variant=part, methods=["pgrpo"], kinds=kinds))
+    return runs
+
+
+def judge_runs():
+    runs = {}
+    for task in JUDGED_TASKS:
+        for seed in SEEDS:
+            folder = f"{OUTPUTS}/{MAIN}/{task}/{partition(task)}/seed{seed}"
+            runs[f"{folder}/judge_winrates.json"] = f"{MAIN}/{task}/pgrpo/{seed}"
+    return runs
+
+
+def catalogue_runs(name):
+    """{path: key} of the runs a table or figure is made of."""
+    if name == "table1_movielens":
+        return task_table_runs("movielens", MODELS)
+    if name == "table2_personas":
+        runs = task_table_runs("personas", [MAIN])
+        return {**runs, clusters_file("personas"): f"{MAIN}/personas/clusters/-"}
+    if name == "table3_reviews":
+        runs = task_table_runs("reviews", [MAIN])
+        return {**runs, f"{OUTPUTS}/reviews/rating_model.json": f"{MAIN}/reviews/rating_model/-"}
+    if name == "table4_general":
+        return general_runs()
+    if name == "fig2_reward_curves":
+        runs = {}
+        for model in MODELS:
+            runs.update(_trained("movielens", model, kinds=("metrics.jsonl",)))
+        return runs
+    if name == "fig3_accuracy_vs_candidates":
+        return candidate_runs()
+    if name == "fig4_cluster_ablation":
+        return ablation_runs()
+    return judge_runs()
+
+
+def catalogue_inputs(wildcards):
+    return list(catalogue_runs(wildcards.get("table") or wildcards.get("figure")))
+
+
+def catalogue_args(wildcards, input):
+    runs = catalogue_runs(wildcards.get("table") or wildcards.get("figure"))
+    return " ".join(f"{runs[path]}={path}" for path in input)
+
+
+def catalogue_names():
+    """The tables and figures this config's tasks and methods allow."""
+    compared = {"grpo", "pgrpo"} <= set(METHODS)
+    tables = [t for t, task in TABLES.items() if task is None or task in TASKS]
+    figures = [f for f, task in FIGURES_OF.items() if task in TASKS and compared]
+    if JUDGED_TASKS and compared:
+        figures.append("fig5_judge_winrates")
+    return tables, figures
+
+
+def catalogue_files():
+    tables, figures = catalogue_names()
+    files = [f"{RESULTS}/tables/{t}.{ext}" for t in tables for ext in ("csv", "md", "tex")]
+    files += [f"{RESULTS}/metrics/{t}.json" for t in tables]
+    files += [f"{RESULTS}/figures/{f}.{ext}" for f in figures for ext in ("png", "svg")]
+    files += [f"{RESULTS}/tables/{f}.{ext}" for f in figures for ext in ("csv", "md", "tex")]
+    return files + [f"{RESULTS}/tables/simulation.csv", f"{RESULTS}/figures/fig1_simulation.png"]
+
+
+def final_targets():
+    return catalogue_files() + [f"{RESULTS}/manifest.json"]

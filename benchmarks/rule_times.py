@@ -1,9 +1,13 @@
 """Print the wall time and peak memory of every rule of a finished run.
 
-Reads the Snakemake ``benchmark:`` files (``{outputs}/benchmarks/*.tsv``) that each rule
-writes, so the figures are the pipeline's own measurements:
+Reads the Snakemake ``benchmark:`` files (``{outputs}/benchmarks/**/*.tsv``) that each rule
+writes, so the figures are the pipeline's own measurements. Jobs of the rules run once per
+model, task, partition and seed (``train/``, ``evaluate/``, ``general/``, ``judge/``) are
+summed per rule, with their count and slowest job:
 
-    ./with-venv python benchmarks/rule_times.py [outputs/benchmarks]
+    ./with-venv python benchmarks/rule_times.py [outputs/benchmarks] [--jobs]
+
+``--jobs`` lists every job instead.
 """
 
 from __future__ import annotations
@@ -16,25 +20,41 @@ from workload import machine
 
 
 def read_benchmarks(folder: Path) -> list[tuple[str, float, float]]:
-    """(rule, wall seconds, peak RSS in MB) per benchmark file, in file-name order."""
+    """(job, wall seconds, peak RSS in MB) per benchmark file, in path order; the job is the
+    file's path under ``folder`` without ``.tsv``."""
     rows = []
-    for path in sorted(folder.glob("*.tsv")):
+    for path in sorted(folder.rglob("*.tsv")):
         with open(path, newline="") as f:
             record = next(csv.DictReader(f, delimiter="\t"))
         max_rss = record.get("max_rss", "NA")
-        rows.append((path.stem, float(record["s"]), float(max_rss) if max_rss != "NA" else 0.0))
+        job = str(path.relative_to(folder).with_suffix(""))
+        rows.append((job, float(record["s"]), float(max_rss) if max_rss != "NA" else 0.0))
     return rows
 
 
+def per_rule(rows: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Jobs in a folder (``train/...``) summed into one row ``train (n jobs, slowest m min)``."""
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for job, seconds, rss in rows:
+        groups.setdefault(job.split("/")[0], []).append((seconds, rss))
+    out = []
+    for name, jobs in groups.items():
+        if len(jobs) > 1:
+            name = f"{name} ({len(jobs)} jobs, slowest {max(s for s, _ in jobs) / 60:.1f} min)"
+        out.append((name, sum(s for s, _ in jobs), max(r for _, r in jobs)))
+    return out
+
+
 def main() -> None:
-    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "outputs/benchmarks")
+    args = [a for a in sys.argv[1:] if a != "--jobs"]
+    folder = Path(args[0] if args else "outputs/benchmarks")
     rows = read_benchmarks(folder)
     if not rows:
         sys.exit(f"error: {folder}: no benchmark files (run snakemake first)")
     print(f"machine: {machine()}")
     print("| rule | wall time | peak memory |")
     print("|---|---:|---:|")
-    for rule, seconds, rss in rows:
+    for rule, seconds, rss in rows if "--jobs" in sys.argv else per_rule(rows):
         print(f"| {rule} | {seconds / 60:.1f} min | {rss / 1024:.2f} GB |")
     total = sum(seconds for _, seconds, _ in rows)
     peak = max(rss for *_, rss in rows)

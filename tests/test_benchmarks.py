@@ -45,12 +45,16 @@ def test_step_benchmark_runs_pgrpo_and_trl_side_by_side(tmp_path):
 
 def test_rule_times_reads_snakemake_benchmark_files(tmp_path):
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time"
+    (tmp_path / "train" / "m").mkdir(parents=True)
     for rule, row in [
-        ("train_pgrpo", "120.5\t0:02:00\t2048"),
+        ("train/m/movielens_seed0_pgrpo", "120.5\t0:02:00\t2048"),
+        ("train/m/movielens_seed1_pgrpo", "60.0\t0:01:00\t3072"),
         ("embed_users", "30.0\t0:00:30\t1024"),
     ]:
         (tmp_path / f"{rule}.tsv").write_text(f"{header}\n{row}" + "\t0" * 7 + "\n")
     out = run_benchmark("rule_times.py", str(tmp_path))
-    assert "| train_pgrpo | 2.0 min | 2.00 GB |" in out
+    assert "| train (2 jobs, slowest 2.0 min) | 3.0 min | 3.00 GB |" in out
     assert "| embed_users | 0.5 min | 1.00 GB |" in out
-    assert "**2.5 min**" in out
+    assert "**3.5 min**" in out
+    jobs = run_benchmark("rule_times.py", str(tmp_path), "--jobs")
+    assert "| train/m/movielens_seed1_pgrpo | 1.0 min | 3.00 GB |" in jobs

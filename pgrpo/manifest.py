@@ -59,7 +59,8 @@ def git_state(root: Path, outputs: list[str] = ()) -> dict:
         return done.stdout.strip()
 
     commit = git("rev-parse", "HEAD")
-    exclude = [f":(exclude){Path(p).resolve()}" for p in outputs]
+    inside = [Path(p).resolve() for p in outputs if Path(p).resolve().is_relative_to(root)]
+    exclude = [f":(exclude){p}" for p in inside]  # git refuses paths outside the repository
     status = git("status", "--porcelain", "--untracked-files=no", "--", str(root), *exclude)
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 

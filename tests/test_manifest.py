@@ -49,7 +49,7 @@ def test_the_manifest_records_commit_config_data_versions_and_wall_time(tmp_path
                      "--data", str(data), "--results", str(result), "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     manifest = json.loads(out.read_text())
-    assert len(manifest["git"]["commit"]) == 40
+    assert len(manifest["git"]["commit"]) == 40 and manifest["git"]["dirty"] in (True, False)
     assert manifest["config"]["seeds"] == 2 and len(manifest["config_hash"]) == 12
     assert manifest["data"] == {str(data): hashlib.sha256(b"{}\n").hexdigest()}
     assert manifest["results"][str(result)] == hashlib.sha256(b"task\n").hexdigest()

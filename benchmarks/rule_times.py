@@ -12,24 +12,12 @@ summed per rule, with their count and slowest job:
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
 from workload import machine
 
-
-def read_benchmarks(folder: Path) -> list[tuple[str, float, float]]:
-    """(job, wall seconds, peak RSS in MB) per benchmark file, in path order; the job is the
-    file's path under ``folder`` without ``.tsv``."""
-    rows = []
-    for path in sorted(folder.rglob("*.tsv")):
-        with open(path, newline="") as f:
-            record = next(csv.DictReader(f, delimiter="\t"))
-        max_rss = record.get("max_rss", "NA")
-        job = str(path.relative_to(folder).with_suffix(""))
-        rows.append((job, float(record["s"]), float(max_rss) if max_rss != "NA" else 0.0))
-    return rows
+from pgrpo.manifest import read_benchmarks
 
 
 def per_rule(rows: list[tuple[str, float, float]]) -> list[tuple[str, float, float]]:

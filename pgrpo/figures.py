@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pgrpo.catalogue import METHOD_LABELS, Run, cells, parse_runs, write_tables
+from pgrpo.catalogue import DIFFERENCE, METHOD_LABELS, Run, cells, parse_runs, write_tables
 from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli
 from pgrpo.stats import t_quantile
 
@@ -119,9 +119,14 @@ def _points(rows: list[dict], metric: str, cluster: str = "all") -> dict[str, di
     """method -> variant -> row, for one metric."""
     out: dict[str, dict[str, dict]] = defaultdict(dict)
     for r in rows:
-        if r["metric"] == metric and r["cluster"] == cluster and r["method"] != "pgrpo-grpo":
+        if r["metric"] == metric and r["cluster"] == cluster and r["method"] != DIFFERENCE:
             out[r["method"]][r["variant"]] = r
     return out
+
+
+def half_width(row: dict) -> float:
+    """A cell's error bar: its 95% half-width, 0 when undefined (one seed)."""
+    return 0.0 if np.isnan(row["ci95"]) else row["ci95"]
 
 
 def _number(variant: str) -> int:
@@ -134,7 +139,7 @@ def _number(variant: str) -> int:
 def _errorbar(ax, points: dict[str, dict], label: str, color: str, marker: str = "o") -> None:
     xs = sorted(points, key=_number)
     ys = [points[v]["mean"] for v in xs]
-    err = [0.0 if np.isnan(points[v]["ci95"]) else points[v]["ci95"] for v in xs]
+    err = [half_width(points[v]) for v in xs]
     ax.errorbar([_number(v) for v in xs], ys, yerr=err, label=label, color=color,
                 marker=marker, capsize=3)  # fmt: skip
 
@@ -189,7 +194,7 @@ def fig4(rows: list[dict], stem: str | Path) -> None:
         cells = [acc["pgrpo"].get(f"{source}_k{k}") for k in ks]
         if any(c is None for c in cells):
             raise PgrpoError(f"fig4: {name} P-GRPO is missing for one of K = {ks}")
-        err = [0.0 if np.isnan(c["ci95"]) else c["ci95"] for c in cells]
+        err = [half_width(c) for c in cells]
         right.bar(np.arange(len(ks)) + 0.4 * j - 0.2, [c["mean"] for c in cells], 0.4,
                   yerr=err, capsize=3, label=name, color=f"C{3 + j}")  # fmt: skip
     right.set_xticks(range(len(ks)), [f"K={k}" for k in ks])
@@ -211,7 +216,7 @@ def fig5(rows: list[dict], stem: str | Path) -> None:
     fig, axes = plt.subplots(1, len(by_task), figsize=(5 * len(by_task), 4), squeeze=False)
     for ax, (task, cells_) in zip(axes[0], by_task.items(), strict=True):
         groups = [c["cluster"] for c in cells_]
-        err = [0.0 if np.isnan(c["ci95"]) else c["ci95"] for c in cells_]
+        err = [half_width(c) for c in cells_]
         ax.bar(range(len(groups)), [c["mean"] for c in cells_], yerr=err, capsize=3, color="C1")
         ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(groups)), groups, rotation=45, ha="right")

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from pgrpo.config import load_config
 from pgrpo.io import PgrpoError, read_json, run_cli, seeded_subset, wheel_path, write_json
+from pgrpo.loss import token_log_probs
 from pgrpo.models import autocast, load_adapter, load_base_model, load_tokenizer
 from pgrpo.rollout import Completions, PromptBatch, completion_log_probs
 
@@ -149,9 +150,7 @@ def token_logprobs(model, sequences, starts, batch_size, progress=False, desc="s
             ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
             mask[row, : len(sequences[i])] = 1
         logits = model(input_ids=ids[:, :-1].to(device), attention_mask=mask[:, :-1].to(device))
-        logits = logits.logits.float()
-        picked = logits.gather(-1, ids[:, 1:, None].to(device))[..., 0]
-        picked = (picked - torch.logsumexp(logits, dim=-1)).double().cpu().numpy()
+        picked = token_log_probs(logits.logits, ids[:, 1:].to(device)).double().cpu().numpy()
         for row, i in enumerate(idx):
             out[i] = picked[row, starts[i] - 1 : len(sequences[i]) - 1]
     return out

@@ -16,6 +16,7 @@ by earlier, resumed invocations.
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib.metadata
 import json
 import os
@@ -89,18 +90,26 @@ def machine() -> dict:
     return info
 
 
-def rule_seconds(folder: Path) -> dict:
-    """Sum and count of the ``s`` column of every Snakemake benchmark file under ``folder``."""
-    total, count = 0.0, 0
+def read_benchmarks(folder: Path) -> list[tuple[str, float, float]]:
+    """(job, wall seconds, peak RSS in MB) of every Snakemake benchmark file under ``folder``,
+    in path order; the job is the file's path under ``folder`` without ``.tsv``. Files
+    without a measurement (a job killed before it ended) are skipped."""
+    rows = []
     for path in sorted(folder.rglob("*.tsv")) if folder.is_dir() else []:
-        lines = path.read_text().splitlines()
-        if len(lines) < 2:
+        with open(path, newline="") as f:
+            record = next(csv.DictReader(f, delimiter="\t"), None)
+        if record is None:
             continue
-        header = lines[0].split("\t")
-        for line in lines[1:]:
-            total += float(line.split("\t")[header.index("s")])
-            count += 1
-    return {"rules_seconds_total": round(total, 1), "rules_measured": count}
+        max_rss = record.get("max_rss", "NA")
+        job = str(path.relative_to(folder).with_suffix(""))
+        rows.append((job, float(record["s"]), float(max_rss) if max_rss != "NA" else 0.0))
+    return rows
+
+
+def rule_seconds(folder: Path) -> dict:
+    """Sum and count of the wall times of every Snakemake benchmark file under ``folder``."""
+    seconds = [s for _, s, _ in read_benchmarks(folder)]
+    return {"rules_seconds_total": round(sum(seconds), 1), "rules_measured": len(seconds)}
 
 
 def build(config_path: str, started: str | None, data: list[str], benchmarks: str | None,

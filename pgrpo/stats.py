@@ -14,7 +14,7 @@ tell the methods apart.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,8 +76,3 @@ def format_cell(interval: Interval, digits: int = 3) -> str:
     if math.isnan(interval.ci95):
         return f"{interval.mean:.{digits}f}"
     return f"{interval.mean:.{digits}f} ± {interval.ci95:.{digits}f}"
-
-
-def summarise(values_by_key: dict[tuple, Sequence[float]]) -> dict[tuple, Interval]:
-    """:func:`mean_ci95` of every key's values."""
-    return {key: mean_ci95(values) for key, values in values_by_key.items()}

@@ -195,7 +195,7 @@ def write_config(tmp_path, **section) -> str:
 
 
 @needs_wheel
-def test_cli_writes_every_key_for_base_and_adapter(tiny, adapter, tmp_path, monkeypatch):
+def test_cli_writes_every_key_for_base_and_adapter(tiny, adapter, tmp_path):
     config = write_config(tmp_path, max_passages=4, max_tokens=32, mc_questions=3)
     args = ["--config", config, "--model", str(tiny[0]), "--no-progress"]
     general.main([*args, "--out", str(tmp_path / "base.json")])
@@ -213,7 +213,7 @@ def test_cli_writes_every_key_for_base_and_adapter(tiny, adapter, tmp_path, monk
     assert lora["lm_loss"] != pytest.approx(base["lm_loss"], abs=1e-4)  # the adapter counts
 
 
-def test_cli_missing_model_folder_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+def test_cli_missing_model_folder_is_a_one_line_error(tmp_path, capsys):
     config = write_config(tmp_path)
     argv = ["--config", config, "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
     with pytest.raises(SystemExit) as exit_info:

@@ -24,7 +24,6 @@ MAIN = model_dir_name(config["model"]["name"])
 MODELS = {model_dir_name(n): n for n in [config["model"]["name"], *config["model"]["compare"]]}
 SEEDS = [config["seed"] + i for i in range(config["seeds"])]
 FIGURES = config["figures"]
-MODEL_DIR = f"{RESOURCES}/models/{MAIN}"
 
 
 wildcard_constraints:

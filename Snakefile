@@ -20,6 +20,15 @@ include: "workflow/rules/general.smk"
 include: "workflow/rules/simulate.smk"
 
 
+# Cheap rules that a cluster executor runs on the submitting node instead of submitting.
+localrules:
+    all,
+    table,
+    figure,
+    reward_curves,
+    manifest,
+
+
 report: "workflow/report/workflow.rst"
 
 

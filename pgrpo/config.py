@@ -78,7 +78,24 @@ def validate_config(config: dict, source: str = "config") -> dict:
             f"{source}: movielens.min_ratings: {movielens['min_ratings']} is less than "
             f"history_length + 3 = {movielens['history_length'] + 3}"
         )
+    sort_keys(config)
     return config
+
+
+def sort_keys(node) -> None:
+    """Order every mapping's keys alphabetically, in place, lists kept in order. Snakemake
+    compares a rule's params as written, key order included: without this, the same
+    settings spread differently over config files (or merged by another tool) would look
+    changed and re-run every job."""
+    if isinstance(node, dict):
+        items = sorted(node.items())
+        node.clear()
+        node.update(items)
+        for value in node.values():
+            sort_keys(value)
+    elif isinstance(node, list):
+        for value in node:
+            sort_keys(value)
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:
@@ -94,7 +111,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
         where = f":{mark.line + 1}" if mark else ""
         raise PgrpoError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
     if overrides:
-        _deep_update(config, overrides)
+        deep_update(config, overrides)
     return validate_config(config, str(path))
 
 
@@ -106,14 +123,16 @@ def task_config(config: dict, task: str) -> dict:
         raise PgrpoError(f"task: {task!r} is not one of {', '.join(TASKS)}")
     merged = copy.deepcopy(config)
     for section in TASK_SECTIONS:
-        _deep_update(merged[section], copy.deepcopy(config[task].get(section, {})))
+        deep_update(merged[section], copy.deepcopy(config[task].get(section, {})))
     return merged
 
 
-def _deep_update(base: dict, update: dict) -> None:
+def deep_update(base: dict, update: dict) -> None:
+    """Merge ``update`` into ``base`` in place, nested dicts key by key, as Snakemake merges
+    a --configfile over the configfile (keys new to ``base`` are appended)."""
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
+            deep_update(base[key], value)
         else:
             base[key] = value
 

@@ -29,6 +29,7 @@ from pgrpo.io import read_jsonl, run_cli, seeded_subset, write_json
 from pgrpo.models import autocast, load_adapter, load_base_model, load_tokenizer, stop_token_ids
 from pgrpo.rollout import encode_prompts, generate
 from pgrpo.tasks import load_task
+from pgrpo.tracking import log_evaluation
 from pgrpo.train import load_clusters
 
 
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.task == "movielens":
         report["num_candidates"] = sorted({len(e["candidates"]) for e in examples})
     write_json(args.out, report)
+    log_evaluation(config, args.adapter, args.out, report, "eval")
     worst = f", worst group {report['worst_group']}" if "worst_group" in report else ""
     print(
         f"{args.task}: reward {report['reward']:.3f} on {report['n']} test examples, usable "

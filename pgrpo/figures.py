@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from pgrpo.catalogue import DIFFERENCE, METHOD_LABELS, Run, cells, parse_runs, write_tables
-from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli
+from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli, write_text
 from pgrpo.stats import t_quantile
 
 WINDOW = 10
@@ -83,6 +83,22 @@ def reward_curves(runs: list[Run]) -> dict[str, dict[str, np.ndarray]]:
                 raise PgrpoError(f"{model} {method}: seeds trained for different numbers of steps")
             out.setdefault(model, {})[method] = np.stack(seeds)
     return out
+
+
+def write_curves(curves: dict[str, dict[str, np.ndarray]], path: str | Path) -> None:
+    """Figure 2's curves of one model as a CSV with one row per step (DVC's plots): ``step``,
+    then per method its mean over seeds and the 95% half-width (empty with one seed)."""
+    if len(curves) != 1:
+        raise PgrpoError(f"{path}: curves of one model expected, got {sorted(curves)}")
+    (methods,) = curves.values()
+    names = sorted(methods)
+    columns = {m: band(methods[m]) for m in names}
+    rows = [",".join(["step", *names, *(f"{m}_ci95" for m in names)])]
+    for step in range(len(columns[names[0]][0])):
+        means = [f"{columns[m][0][step]:.6g}" for m in names]
+        halves = [f"{columns[m][1][step]:.6g}" if len(methods[m]) > 1 else "" for m in names]
+        rows.append(",".join([str(step), *means, *halves]))
+    write_text(path, "\n".join(rows) + "\n")
 
 
 def band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -242,10 +258,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write one of the paper's figures.")
     parser.add_argument("--name", required=True, choices=sorted(CAPTIONS))
     parser.add_argument("--runs", nargs="+", required=True, help="KEY=PATH (pgrpo.catalogue)")
-    parser.add_argument("--figure", required=True, help="output path without extension")
-    parser.add_argument("--table", required=True, help="output path without extension")
+    parser.add_argument("--figure", help="output path without extension")
+    parser.add_argument("--table", help="output path without extension")
+    parser.add_argument("--curves", help="fig2 only: write the per-step curves (CSV) instead")
     args = parser.parse_args(argv)
     runs = parse_runs(args.runs)
+    if args.curves:
+        if args.name != "fig2_reward_curves":
+            raise PgrpoError(f"--curves: only fig2_reward_curves has curves, not {args.name}")
+        write_curves(reward_curves(runs), args.curves)
+        return
+    if not (args.figure and args.table):
+        raise PgrpoError(f"{args.name}: --figure and --table are required (or --curves)")
     rows = cells(runs)
     if args.name == "fig2_reward_curves":
         fig2(runs, args.figure)

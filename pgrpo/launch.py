@@ -5,6 +5,12 @@ rule, the training entry point and the multi-process tests.
   ``--multi_gpu``, which on a GPU machine starts one process per GPU and on a CPU-only
   machine starts n CPU processes (``--cpu`` and MULTI_CPU config files were seen to start
   only one process with accelerate 1.15).
+* ``launch_plan(config)``: the prefix and the number of processes (= GPUs on a GPU node) of
+  a training job: the flags above for ``train.num_processes``, or ``accelerate launch
+  --config_file workflow/accelerate/<name>.yaml`` when ``launch.accelerate_config`` names one
+  of those files. A MULTI_GPU file with n processes also starts n CPU processes that form
+  one group where no GPU is visible (checked with accelerate 1.15), so the same files run
+  in CI.
 * ``make_accelerator()``: ``Accelerator(cpu=True)`` where no GPU is visible; without it,
   CPU processes started by ``--multi_gpu`` do not join one process group and each would
   silently train on its own slice of the data.
@@ -12,9 +18,16 @@ rule, the training entry point and the multi-process tests.
 
 from __future__ import annotations
 
+import os
 import shlex
+from pathlib import Path
 
 import torch
+import yaml
+
+from pgrpo.io import PgrpoError
+
+ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "workflow" / "accelerate"
 
 
 def accelerate_command(num_processes: int) -> list[str]:
@@ -29,6 +42,29 @@ def accelerate_command(num_processes: int) -> list[str]:
 def accelerate_shell_prefix(num_processes: int) -> str:
     """:func:`accelerate_command` as one shell-quoted string (Snakemake shell commands)."""
     return shlex.join(accelerate_command(num_processes))
+
+
+def accelerate_config_file(name: str) -> Path:
+    """``workflow/accelerate/<name>.yaml``; a one-line error listing the files otherwise."""
+    path = ACCELERATE_CONFIGS / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in ACCELERATE_CONFIGS.glob("*.yaml")))
+        raise PgrpoError(f"launch.accelerate_config: {name!r} is not one of {known}")
+    return path
+
+
+def launch_plan(config: dict) -> tuple[str, int]:
+    """(shell prefix, number of processes) of a training job under ``config``."""
+    name = config["launch"]["accelerate_config"]
+    if name is None:
+        processes = config["train"]["num_processes"]
+        return accelerate_shell_prefix(processes), processes
+    path = accelerate_config_file(name)
+    processes = int(yaml.safe_load(path.read_text())["num_processes"])
+    # Relative to the working directory where it can be: the command (a Snakemake param)
+    # then stays the same when the project is cloned elsewhere.
+    shown = os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+    return shlex.join(["accelerate", "launch", "--config_file", shown]), processes
 
 
 def make_accelerator():

@@ -4,6 +4,12 @@ The tracking URI is ``MLFLOW_TRACKING_URI`` when set, else a SQLite store ``mlfl
 the directory the pipeline runs in (the plain ``./mlruns`` file store is deprecated in
 MLflow 3). Only the main process talks to MLflow.
 
+Each training run is tagged with what identifies it (task, method, K, seed, git commit,
+config hash, sha256 of its training data and clusters) and with ``pgrpo.run_dir``, its output
+folder: the evaluation jobs find the run by that tag and log their metrics into it
+(:func:`log_to_training_run`), so one MLflow run holds the training curves, the adapter, the
+final per-cluster statistics and every evaluation of that adapter.
+
 Several training jobs may start at once (``snakemake --cores N``): the first access to a new
 SQLite store creates its schema and the experiment, which two processes must not do at the
 same time (the second fails with "table already exists"). Run creation therefore holds an
@@ -16,11 +22,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+RUN_DIR_TAG = "pgrpo.run_dir"
 
 
 def tracking_uri() -> str:
@@ -70,6 +79,76 @@ def git_commit() -> str:
         return "unknown"
 
 
+def run_dir_tag(path: str | Path) -> str:
+    """The ``pgrpo.run_dir`` tag of a run folder: the path as the workflow names it."""
+    return os.path.normpath(str(path))
+
+
+def report_metrics(report: dict, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, float]:
+    """The numbers of an evaluation report as MLflow metrics named ``prefix/key[/sub...]``:
+    numeric leaves of nested dicts (``per_cluster/0/reward``); lists, strings, booleans and
+    the keys in ``skip`` are left out. Characters MLflow refuses in a name become ``_``."""
+    out: dict[str, float] = {}
+
+    def walk(name: str, node) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key not in skip:
+                    walk(f"{name}/{key}", value)
+        elif isinstance(node, int | float) and not isinstance(node, bool):
+            out[re.sub(r"[^\w\-. /]", "_", name)] = float(node)
+
+    walk(prefix, report)
+    return out
+
+
+def log_to_training_run(run_dir: str | Path, metrics: dict[str, float], experiment: str):
+    """Log ``metrics`` into the finished training run whose ``pgrpo.run_dir`` is ``run_dir``
+    (the latest, if it was trained more than once). Returns its run id, or None with a
+    warning on stderr when the tracking store has no such run (for example a different
+    ``MLFLOW_TRACKING_URI`` than at training time): the evaluation's own file stays the
+    result either way."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    tag = run_dir_tag(run_dir)
+    if "'" in tag:
+        raise ValueError(f"run folder {tag!r}: a quote cannot be matched in an MLflow filter")
+    client = MlflowClient(tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    runs = []
+    if found is not None:
+        runs = client.search_runs(
+            [found.experiment_id],
+            filter_string=f"tags.`{RUN_DIR_TAG}` = '{tag}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+    if not runs:
+        print(f"warning: no finished MLflow run of {tag} in {tracking_uri()}; "
+              "evaluation metrics not logged to MLflow", file=sys.stderr)  # fmt: skip
+        return None
+    run_id = runs[0].info.run_id
+    now = int(time.time() * 1000)
+    batch = [Metric(key, value, now, 0) for key, value in sorted(metrics.items())]
+    for start in range(0, len(batch), 500):  # MLflow takes at most 1000 metrics per batch
+        chunk = batch[start : start + 500]
+        _retry_busy(lambda chunk=chunk: client.log_batch(run_id, metrics=chunk))
+    return run_id
+
+
+def log_evaluation(config: dict, adapter, out, report: dict, kind: str, skip=()) -> None:
+    """Join an evaluation of ``adapter`` (written to ``out``) to the adapter's training run:
+    metrics ``kind/...``, or ``kind_<variant>/...`` for an evaluation in a sub-folder of the
+    run (MovieLens ``c8/eval.json``). The base model (no adapter) has no training run."""
+    if not adapter:
+        return
+    run_dir, folder = Path(adapter).parent, Path(out).parent
+    prefix = kind if folder == run_dir else f"{kind}_{folder.name}"
+    metrics = report_metrics(report, prefix, skip)
+    log_to_training_run(run_dir, metrics, config["mlflow"]["experiment"])
+
+
 def _flatten(prefix: str, node, out: dict) -> dict:
     if isinstance(node, dict):
         for key, value in node.items():
@@ -107,6 +186,20 @@ class Tracker:
 
             values = {k: float(v) for k, v in metrics.items()}
             _retry_busy(lambda: mlflow.log_metrics(values, step=step))
+
+    def log_artifacts(self, folder: str | Path, artifact_path: str) -> None:
+        """Every file under ``folder`` as artifacts under ``artifact_path``."""
+        if self.enabled and self.run_id:
+            import mlflow
+
+            mlflow.log_artifacts(str(folder), artifact_path)
+
+    def log_dict(self, data: dict, name: str) -> None:
+        """``data`` as the JSON artifact ``name``."""
+        if self.enabled and self.run_id:
+            import mlflow
+
+            mlflow.log_dict(data, name)
 
     def end(self, status: str = "FINISHED") -> None:
         if self.enabled and self.run_id:

@@ -15,13 +15,16 @@ needs ``--reward-model``, the rating model); the task's overrides of the train s
 
 Writes ``--out``/adapter (peft ``save_pretrained``, safetensors) and ``--out``/metrics.jsonl
 (one line of metrics per step), each only when training has finished. Every step is also
-logged to MLflow (``MLFLOW_TRACKING_URI``, default ``sqlite:///mlflow.db``).
+logged to MLflow (``MLFLOW_TRACKING_URI``, default ``sqlite:///mlflow.db``), with the adapter
+and the final per-cluster statistics as artifacts; see :mod:`pgrpo.tracking` for the tags.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import os
 import time
 from pathlib import Path
 
@@ -29,11 +32,19 @@ import torch
 from tqdm.auto import tqdm
 
 from pgrpo.config import TASKS, config_hash, load_config, task_config
-from pgrpo.io import PgrpoError, atomic_path, read_json, read_jsonl, run_cli, write_jsonl
+from pgrpo.io import (
+    PgrpoError,
+    atomic_path,
+    read_json,
+    read_jsonl,
+    run_cli,
+    sha256_of,
+    write_jsonl,
+)
 from pgrpo.launch import make_accelerator
 from pgrpo.models import LoraSettings, add_lora, load_base_model, load_tokenizer, stop_token_ids
 from pgrpo.tasks import load_task
-from pgrpo.tracking import Tracker, git_commit
+from pgrpo.tracking import RUN_DIR_TAG, Tracker, git_commit, run_dir_tag
 from pgrpo.trainer import Trainer, TrainSettings, seed_everything
 
 
@@ -41,6 +52,21 @@ def load_clusters(path: str | Path) -> tuple[dict[int, int], int]:
     """(user -> cluster id, K) from the clustering rule's JSON."""
     data = read_json(path)
     return {int(u): int(c) for u, c in data["assignment"].items()}, int(data["num_clusters"])
+
+
+def cluster_statistics(stats) -> dict:
+    """The final P-GRPO statistics per cluster (count, mean, sigma_p; null sigma below two
+    rewards), the MLflow artifact ``cluster_stats.json`` of a training run."""
+    rows = zip(stats.count.tolist(), stats.mean.tolist(), stats.std.tolist(), strict=True)
+    return {
+        "num_clusters": stats.num_clusters,
+        "decay": stats.decay,
+        "unbiased": stats.unbiased,
+        "clusters": [
+            {"cluster": k, "count": c, "mean": m, "std": None if math.isnan(s) else s}
+            for k, (c, m, s) in enumerate(rows)
+        ],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,7 +110,11 @@ def main(argv: list[str] | None = None) -> None:
         "partition": Path(args.clusters).stem,
         "seed": settings.seed, "git_commit": git_commit(), "config_hash": config_hash(config),
         "model": config["model"]["name"], "processes": accelerator.num_processes,
+        "data_sha256": sha256_of(data_dir / "train.jsonl"),
+        "clusters_sha256": sha256_of(args.clusters), RUN_DIR_TAG: run_dir_tag(args.out),
     }  # fmt: skip
+    if os.environ.get("SLURM_JOB_ID"):  # submitted through SLURM: which job trained it
+        tags["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
     tracker.start(
         config["mlflow"]["experiment"],
         f"{args.task}-{args.method}-seed{settings.seed}",
@@ -119,6 +149,9 @@ def main(argv: list[str] | None = None) -> None:
             accelerator.unwrap_model(trainer.policy).save_pretrained(tmp)
         write_jsonl(out / "metrics.jsonl", history)
         tracker.log_metrics({"train_seconds": elapsed}, settings.steps)
+        tracker.log_artifacts(out / "adapter", "adapter")
+        if args.method == "pgrpo":  # GRPO keeps no running statistics
+            tracker.log_dict(cluster_statistics(trainer.cluster_stats), "cluster_stats.json")
         print(f"{args.method}: {settings.steps} steps in {elapsed:.0f} s, adapter in {out}")
     tracker.end()
     accelerator.wait_for_everyone()

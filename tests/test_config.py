@@ -295,3 +295,19 @@ def test_unknown_task_is_named():
         task_config(validate_config({}), "music")
     with pytest.raises(PgrpoError, match=r"tasks.0: 'music' is not one of the allowed values"):
         validate_config({"tasks": ["music"]})
+
+
+def test_key_order_does_not_change_the_validated_config():
+    """Snakemake compares params key order included: the same settings written in another
+    order (or merged from files in another order) must give the same params."""
+    import json
+
+    written = yaml.safe_load((REPO / "config.yaml").read_text())
+    backwards = json.loads(json.dumps(written), object_pairs_hook=lambda p: dict(p[::-1]))
+    assert list(backwards) != list(written)
+    one, two = validate_config(written), validate_config(backwards)
+    assert json.dumps(one) == json.dumps(two)  # same keys in the same order, all the way down
+    assert list(one["train"]) == sorted(one["train"])
+    assert [d["name"] for d in one["personas"]["definitions"]] == [
+        d["name"] for d in written["personas"]["definitions"]
+    ]  # lists keep their order

@@ -103,3 +103,31 @@ def test_reward_curves_average_seeds_and_refuse_unequal_lengths(tmp_path):
     short = _write(tmp_path / "s2" / "metrics.jsonl", [{"step": 0, "reward_mean": 0.1}])
     with pytest.raises(PgrpoError, match="different numbers of steps"):
         reward_curves(parse_runs(args + [f"m/movielens/pgrpo/2={short}"]))
+
+
+def test_the_curves_file_dvc_plots_holds_each_methods_mean_and_interval(tmp_path):
+    rewards = {("grpo", 0): [0.0, 0.2, 0.4], ("grpo", 1): [0.2, 0.2, 0.6],
+               ("pgrpo", 0): [0.1, 0.3, 0.5], ("pgrpo", 1): [0.3, 0.5, 0.5]}  # fmt: skip
+    args = []
+    for (method, seed), values in rewards.items():
+        rows = [{"step": i, "reward_mean": v} for i, v in enumerate(values)]
+        path = _write(tmp_path / method / f"s{seed}" / "metrics.jsonl", rows)
+        args.append(f"m/movielens/{method}/{seed}={path}")
+    out = tmp_path / "curves.csv"
+    done = run_entry("pgrpo.figures", "--name", "fig2_reward_curves", "--runs", *args,
+                     "--curves", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "step,grpo,pgrpo,grpo_ci95,pgrpo_ci95" and len(lines) == 4
+    for step, line in enumerate(lines[1:]):
+        values = [float(v) for v in line.split(",")]
+        assert values[0] == step
+        for i, method in enumerate(("grpo", "pgrpo")):
+            seeds = [trailing_mean(np.array(rewards[(method, s)]))[step] for s in (0, 1)]
+            direct = mean_ci95(seeds)
+            assert values[1 + i] == pytest.approx(direct.mean, abs=1e-6)
+            assert values[3 + i] == pytest.approx(direct.ci95, abs=1e-6)
+    bad = run_entry("pgrpo.figures", "--name", "fig3_accuracy_vs_candidates", "--runs",
+                    *args, "--curves", str(tmp_path / "other.csv"))  # fmt: skip
+    assert "only fig2_reward_curves has curves" in one_error_line(bad)
+    assert not (tmp_path / "other.csv").exists()

@@ -1,9 +1,14 @@
 """Two training processes on CPU (gloo), launched as the workflow launches them, hold the
-same P-GRPO statistics and take the same step as one process on the same global batch."""
+same P-GRPO statistics and take the same step as one process on the same global batch.
+
+One process is launched with the command-line flags (``launch.accelerate_config: null``),
+two with the 2-GPU accelerate config file (``launch.accelerate_config: 2gpu``), which starts
+two CPU processes in one group where no GPU is visible."""
 
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +16,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from pgrpo.launch import accelerate_command
+from pgrpo.launch import launch_plan
 
 HERE = Path(__file__).resolve().parent
 
 
-def launch(processes: int, model: Path, out: Path) -> list[dict]:
-    cmd = accelerate_command(processes)
+def launch(accelerate_config: str | None, model: Path, out: Path) -> list[dict]:
+    config = {"launch": {"accelerate_config": accelerate_config}, "train": {"num_processes": 1}}
+    prefix, _ = launch_plan(config)
+    cmd = shlex.split(prefix)
     cmd[0] = str(Path(sys.executable).with_name("accelerate"))
     cmd += [str(HERE / "train_steps.py"), "--model", str(model), "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=HERE.parent)
@@ -31,7 +38,7 @@ def runs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("multiprocess")
     tiny_training_inputs(root / "tiny")  # materialise the model once, before the launches
-    return launch(1, root / "tiny", root / "one"), launch(2, root / "tiny", root / "two")
+    return launch(None, root / "tiny", root / "one"), launch("2gpu", root / "tiny", root / "two")
 
 
 def test_two_processes_really_ran(runs):
@@ -73,3 +80,22 @@ def test_advantages_and_the_update_equal_one_process(runs):
             )  # fmt: skip
     moved = [max(abs(v) for v in vals) for n, vals in single["adapter"].items() if "lora_B" in n]
     assert max(moved) > 0  # the step changed the adapter (LoRA B starts at zero)
+
+
+@pytest.mark.parametrize("gpus", [1, 2, 4, 8])
+def test_each_gpu_config_file_launches_its_number_of_processes(gpus):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    plan = {"launch": {"accelerate_config": f"{gpus}gpu"}, "train": {"num_processes": 1}}
+    prefix, processes = launch_plan(plan)
+    assert processes == gpus and prefix.endswith(f"workflow/accelerate/{gpus}gpu.yaml")
+    loaded = load_config_from_file(str(HERE.parent / f"workflow/accelerate/{gpus}gpu.yaml"))
+    assert loaded.num_processes == gpus and loaded.num_machines == 1
+    assert loaded.distributed_type.value == ("NO" if gpus == 1 else "MULTI_GPU")
+
+
+def test_an_unknown_accelerate_config_names_the_files_there_are():
+    from pgrpo.io import PgrpoError
+
+    with pytest.raises(PgrpoError, match=r"'3gpu' is not one of 1gpu, 2gpu, 4gpu, 8gpu"):
+        launch_plan({"launch": {"accelerate_config": "3gpu"}, "train": {"num_processes": 1}})

@@ -1,54 +1,30 @@
 """The whole DAG at CI scale (.test/config.yaml): real data, tiny model, real MLflow store.
 
-Runs `snakemake` once for the session in a temporary working directory, then checks what a
-user gets: the three tasks' tables and figures, the adapters, the rating model (fitted on
-the train split only), MLflow runs with every logged metric, and a second `snakemake` that
-has nothing to do.
+Runs `snakemake` once for the session in a temporary working directory (through SLURM where
+a cluster answers, see tests/pipeline_run.py), then checks what a user gets: the three tasks'
+tables and figures, the adapters, the rating model (fitted on the train split only), MLflow
+runs (tests/test_mlflow_runs.py), and a second `snakemake` that has nothing to do.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from pipeline_run import snakemake
 
-REPO = Path(__file__).resolve().parents[1]
 METHODS = ("grpo", "pgrpo")
 TASKS = ("movielens", "personas", "reviews")
 CATALOGUE = ("table1_movielens", "table2_personas", "table3_reviews", "table4_general",
              "fig2_reward_curves", "fig3_accuracy_vs_candidates", "fig4_cluster_ablation",
              "fig5_judge_winrates")  # fmt: skip
-STEP_METRICS = ("reward_mean", "loss", "kl", "clip_fraction", "zero_std_group_fraction")
-
-
-def snakemake(workdir: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-    cmd += ["--directory", str(workdir), "--configfile", str(REPO / ".test/config.yaml")]
-    cmd += ["--cores", "2", *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("pipeline")
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir}/mlflow.db"
-    proc = snakemake(workdir, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    config = _yaml(workdir / ".test/outputs/effective_config.yaml")
-    return {"dir": workdir, "env": env, "config": config}
-
-
-def _yaml(path: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load(path.read_text())
+def run(pipeline):
+    return pipeline
 
 
 def _table(run, name: str) -> list[dict]:
@@ -177,37 +153,6 @@ def test_each_method_saved_an_adapter_and_its_metrics(run, task):
         assert json.loads((out / "adapter/adapter_config.json").read_text())["r"] == 4
         lines = (out / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(line)["step"] for line in lines] == list(range(steps))
-
-
-def test_mlflow_has_every_step_metric_of_every_run(run):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=run["env"]["MLFLOW_TRACKING_URI"])
-    experiment = client.get_experiment_by_name(run["config"]["mlflow"]["experiment"])
-    runs = client.search_runs([experiment.experiment_id])
-    seeds = [str(run["config"]["seed"] + i) for i in range(run["config"]["seeds"])]
-    main = {"movielens": "kmeans_k3", "personas": "kmeans_k7", "reviews": "groups"}
-    expected = [(t, p, m, s) for t, p in main.items() for m in METHODS for s in seeds]
-    expected += [("movielens", p, "pgrpo", s) for p in ("kmeans_k1", "random_k3") for s in seeds]
-    tags = ("task", "partition", "method", "seed")
-    found = sorted(tuple(r.data.tags[t] for t in tags) for r in runs)
-    assert found == sorted(expected)
-    steps = run["config"]["train"]["steps"]
-    for r in runs:
-        task, part, method, seed = (r.data.tags[t] for t in tags)
-        assert r.info.status == "FINISHED"
-        assert r.data.params["train.steps"] == str(steps)
-        assert r.info.run_name == f"{task}-{method}-seed{seed}"
-        for name in STEP_METRICS:
-            history = client.get_metric_history(r.info.run_id, name)
-            assert sorted(m.step for m in history) == list(range(steps)), name
-        per_cluster = [m for m in r.data.metrics if m.startswith("reward_mean/cluster_")]
-        assert per_cluster
-        # MLflow holds what the run wrote to metrics.jsonl, step by step.
-        local = run["dir"] / f".test/outputs/tiny/{task}/{part}/seed{seed}/{method}/metrics.jsonl"
-        logged = [json.loads(line)["reward_mean"] for line in local.read_text().splitlines()]
-        history = client.get_metric_history(r.info.run_id, "reward_mean")
-        assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(logged)
 
 
 def test_the_html_report_captions_every_table_and_figure(run):

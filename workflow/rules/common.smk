@@ -52,10 +52,21 @@ RUN_STARTED = f"{OUTPUTS}/run_started.json"
 
 
 def accelerate_launch():
-    """`accelerate launch` prefix for train.num_processes processes (GPUs, or CPU processes)."""
-    from pgrpo.launch import accelerate_shell_prefix
+    """`accelerate launch` prefix of a training job and its number of processes (GPUs, or
+    CPU processes): launch.accelerate_config, else train.num_processes."""
+    from pgrpo.launch import launch_plan
 
-    return accelerate_shell_prefix(config["train"]["num_processes"])
+    return launch_plan(config)
+
+
+LAUNCH, TRAIN_PROCESSES = accelerate_launch()
+# What a training job asks a cluster for: one GPU per process when an accelerate config
+# file is chosen (SLURM's --gres; `gpu` for executors that read that name).
+TRAIN_GPUS = (
+    {"gres": f"gpu:{TRAIN_PROCESSES}", "gpu": TRAIN_PROCESSES}
+    if config["launch"]["accelerate_config"]
+    else {}
+)
 
 
 def prepared(task, *names):

@@ -68,6 +68,27 @@ rule figure:
         " --figure {params.figure} --table {params.table} > {log} 2>&1"
 
 
+rule reward_curves:
+    input:
+        lambda w: main_model_runs("fig2_reward_curves"),
+    output:
+        f"{RESULTS}/metrics/reward_curves.csv",
+    log:
+        f"{OUTPUTS}/logs/reward_curves.log",
+    conda:
+        "../../envs/pgrpo.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        runs=lambda w, input: run_args("fig2_reward_curves", input),
+    message:
+        "Writing the per-step training reward curves (DVC plots)"
+    shell:
+        "python -m pgrpo.figures --name fig2_reward_curves --runs {params.runs}"
+        " --curves {output} > {log} 2>&1"
+
+
 rule manifest:
     input:
         catalogue_files(),

@@ -106,9 +106,19 @@ def catalogue_inputs(wildcards):
     return list(catalogue_runs(wildcards.get("table") or wildcards.get("figure")))
 
 
-def catalogue_args(wildcards, input):
-    runs = catalogue_runs(wildcards.get("table") or wildcards.get("figure"))
+def run_args(name, input):
+    """KEY=PATH arguments of pgrpo.catalogue / pgrpo.figures for the runs of ``name``."""
+    runs = catalogue_runs(name)
     return " ".join(f"{runs[path]}={path}" for path in input)
+
+
+def main_model_runs(name):
+    """The run files of ``name`` that belong to the main model (config model.name)."""
+    return [path for path, key in catalogue_runs(name).items() if key.startswith(f"{MAIN}/")]
+
+
+def catalogue_args(wildcards, input):
+    return run_args(wildcards.get("table") or wildcards.get("figure"), input)
 
 
 def catalogue_names():
@@ -127,6 +137,8 @@ def catalogue_files():
     files += [f"{RESULTS}/metrics/{t}.json" for t in tables]
     files += [f"{RESULTS}/figures/{f}.{ext}" for f in figures for ext in ("png", "svg")]
     files += [f"{RESULTS}/tables/{f}.{ext}" for f in figures for ext in ("csv", "md", "tex")]
+    if "fig2_reward_curves" in figures:  # the main model's curves, DVC's plots (dvc.yaml)
+        files.append(f"{RESULTS}/metrics/reward_curves.csv")
     return files + [f"{RESULTS}/tables/simulation.csv", f"{RESULTS}/figures/fig1_simulation.png"]
 
 

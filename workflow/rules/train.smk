@@ -15,8 +15,9 @@ rule train:
         f"{OUTPUTS}/benchmarks/train/{{model}}/{{task}}_{{partition}}_seed{{seed}}_{{method}}.tsv"
     conda:
         "../../envs/pgrpo.yaml"
-    threads: config["train"]["threads"] * config["train"]["num_processes"]
+    threads: config["train"]["threads"] * TRAIN_PROCESSES
     resources:
+        **TRAIN_GPUS,
         mem_mb=8000,
         runtime=120,
     params:
@@ -24,7 +25,7 @@ rule train:
         data=lambda w, input: os.path.dirname(input.data[0]),
         out=lambda w, output: os.path.dirname(output.metrics),
         reward_model=reward_model_flag,
-        launch=accelerate_launch(),
+        launch=LAUNCH,
         train=lambda w: section(w.task, "train"),
         task=lambda w: task_data(w.task),
         lora=config["lora"],

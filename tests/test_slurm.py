@@ -1,0 +1,106 @@
+"""The `.test` DAG went through a real SLURM cluster (CI: `.ci/slurm-up`, then the session's
+pipeline run with ``--profile profiles/slurm``): every job that is not a local rule was
+submitted with sbatch, ran as a SLURM job that the controller logged as done, and the
+training runs record their SLURM job id in MLflow. A training job with an accelerate config
+file asks SLURM for that many GPUs (count-only GPUs of the CI node) and trains with that
+many processes."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pipeline_run import environment, snakemake
+
+REPO = Path(__file__).resolve().parents[1]
+# The Snakefile's `localrules:` block: the rules that run on the submitting node.
+LOCAL_RULES = set(
+    re.findall(r"\w+", re.search(r"(?m)^localrules:\n((?:    \w+,\n)+)",
+                                 (REPO / "Snakefile").read_text()).group(1))
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def slurm_run(pipeline):
+    if pipeline["executor"] != "slurm":
+        pytest.skip("the pipeline ran locally: no SLURM cluster (start one: sudo .ci/slurm-up)")
+    return pipeline
+
+
+def _submitted(log: str) -> dict[str, str]:
+    """SLURM job id -> rule of every submission in the run's log (the plugin names each
+    job's log .snakemake/slurm_logs/rule_<rule>/...)."""
+    pattern = r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/"
+    return dict(re.findall(pattern, log))
+
+
+def _controller_log() -> Path:
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
+                            check=True, timeout=30).stdout  # fmt: skip
+    return Path(re.search(r"SlurmctldLogFile\s*=\s*(\S+)", config).group(1))
+
+
+def test_every_non_local_job_was_submitted_to_slurm(slurm_run):
+    log = slurm_run["log"]
+    submitted = _submitted(log)
+    stats = log.split("Job stats:")[1].split("total")[0]
+    planned = {rule: int(n) for rule, n in re.findall(r"(?m)^(\w+)\s+(\d+)$", stats)}
+    remote = {rule: n for rule, n in planned.items() if rule not in LOCAL_RULES}
+    assert sum(remote.values()) > 50 and planned["train"] > 0
+    ran = {rule: list(submitted.values()).count(rule) for rule in set(submitted.values())}
+    assert ran == remote  # every non-local job, once, each its own SLURM job
+
+
+def test_the_controller_ran_each_submitted_job_to_completion(slurm_run):
+    text = _controller_log().read_text(errors="replace")
+    done = set(re.findall(r"_job_complete: JobId=(\d+) done", text))
+    failed = set(re.findall(r"_job_complete: JobId=(\d+) WEXITSTATUS [1-9]", text))
+    ids = set(_submitted(slurm_run["log"]))
+    assert ids <= done
+    assert not ids & failed
+
+
+def test_each_training_run_records_the_slurm_job_that_trained_it(slurm_run):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=slurm_run["env"]["MLFLOW_TRACKING_URI"])
+    name = slurm_run["config"]["mlflow"]["experiment"]
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    ids = set(_submitted(slurm_run["log"]))
+    assert runs and {r.data.tags["slurm_job_id"] for r in runs} <= ids
+    assert len({r.data.tags["slurm_job_id"] for r in runs}) == len(runs)
+
+
+def _job_record(job_id: str) -> str:
+    done = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True,
+                          timeout=30)  # fmt: skip
+    assert done.returncode == 0, f"the controller forgot job {job_id}: {done.stderr}"
+    return done.stdout
+
+
+def test_a_2gpu_training_job_gets_2_gpus_and_trains_with_2_processes(slurm_run, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    work = tmp_path / "work"
+    shutil.copytree(slurm_run["dir"], work, symlinks=True)
+    run = ".test/outputs/tiny/movielens/kmeans_k3/seed0/pgrpo"
+    env = environment(work)
+    proc = snakemake(work, f"{run}/metrics.jsonl", "--force", "--config",
+                     'launch={"accelerate_config": "2gpu"}', env=env, executor="slurm")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ((job_id, rule),) = _submitted(proc.stdout + proc.stderr).items()
+    assert rule == "train"
+    record = _job_record(job_id)
+    assert re.search(r"gres[:/]gpu[:=]2\b", record), record
+    assert "accelerate launch --config_file" in proc.stdout + proc.stderr
+    assert "workflow/accelerate/2gpu.yaml -m pgrpo.train" in proc.stdout + proc.stderr
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    name = slurm_run["config"]["mlflow"]["experiment"]
+    (latest,) = client.search_runs(
+        [client.get_experiment_by_name(name).experiment_id],
+        filter_string=f"tags.slurm_job_id = '{job_id}'",
+    )
+    assert latest.data.tags["processes"] == "2" and latest.info.status == "FINISHED"

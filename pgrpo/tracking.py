@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from pgrpo.io import PgrpoError
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 RUN_DIR_TAG = "pgrpo.run_dir"
 
@@ -113,7 +115,7 @@ def log_to_training_run(run_dir: str | Path, metrics: dict[str, float], experime
 
     tag = run_dir_tag(run_dir)
     if "'" in tag:
-        raise ValueError(f"run folder {tag!r}: a quote cannot be matched in an MLflow filter")
+        raise PgrpoError(f"{tag}: a run folder with a quote cannot be matched in MLflow")
     client = MlflowClient(tracking_uri())
     found = client.get_experiment_by_name(experiment)
     runs = []

@@ -84,8 +84,9 @@ def test_tags_identify_code_config_data_and_clusters(tracked):
         assert tags["clusters_sha256"] == sha256_of(clusters)
         assert int(tags["num_clusters"]) == json.loads(clusters.read_text())["num_clusters"]
         assert tags["pgrpo.run_dir"] == str(_folder(tracked, r).relative_to(tracked["dir"]))
-    hashes = {r.data.tags["config_hash"] for r in tracked["runs"] if r.data.tags["task"] == task}
-    assert len(hashes) == 1  # one config for every run of a task
+    for task in MAIN:  # one config for every run of a task
+        assert len({r.data.tags["config_hash"] for r in tracked["runs"]
+                    if r.data.tags["task"] == task}) == 1  # fmt: skip
 
 
 def test_adapter_and_final_cluster_statistics_are_artifacts(tracked):

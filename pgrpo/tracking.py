@@ -167,7 +167,10 @@ class Tracker:
         self.enabled = enabled
         self.run_id: str | None = None
 
-    def start(self, experiment: str, run_name: str, config: dict, tags: dict) -> None:
+    def start(
+        self, experiment: str, run_name: str, config: dict, tags: dict, resume_run_id=None
+    ) -> None:
+        """A new run, or ``resume_run_id`` continued (a checkpointed run; its params stay)."""
         if not self.enabled:
             return
         import mlflow
@@ -175,12 +178,37 @@ class Tracker:
         uri = tracking_uri()
         mlflow.set_tracking_uri(uri)
         params = {k: str(v)[:500] for k, v in _flatten("", config, {}).items()}
+        tags = {k: str(v) for k, v in tags.items()}
         with store_lock(uri):
             mlflow.set_experiment(experiment)
-            tags = {k: str(v) for k, v in tags.items()}
-            run = mlflow.start_run(run_name=run_name, tags=tags)
+            if resume_run_id and self._exists(resume_run_id):
+                run = mlflow.start_run(run_id=resume_run_id)
+                mlflow.set_tags(tags)
+            else:
+                run = mlflow.start_run(run_name=run_name, tags=tags)
+                mlflow.log_params(params)
             self.run_id = run.info.run_id
-            mlflow.log_params(params)
+
+    @staticmethod
+    def _exists(run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+
+        try:
+            MlflowClient().get_run(run_id)
+        except MlflowException:
+            return False
+        return True
+
+    def last_logged_step(self, metric: str) -> int:
+        """The last step of ``metric`` in this run (-1: none), so that a resumed run does
+        not log again the steps its killed process logged after its checkpoint."""
+        if not (self.enabled and self.run_id):
+            return -1
+        from mlflow.tracking import MlflowClient
+
+        history = MlflowClient().get_metric_history(self.run_id, metric)
+        return max((m.step for m in history), default=-1)
 
     def log_metrics(self, metrics: dict, step: int) -> None:
         if self.enabled and self.run_id:

@@ -25,12 +25,15 @@ import argparse
 import dataclasses
 import math
 import os
+import signal
+import sys
 import time
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from pgrpo import checkpoint
 from pgrpo.config import TASKS, config_hash, load_config, task_config
 from pgrpo.io import (
     PgrpoError,
@@ -46,6 +49,27 @@ from pgrpo.models import LoraSettings, add_lora, load_base_model, load_tokenizer
 from pgrpo.tasks import load_task
 from pgrpo.tracking import RUN_DIR_TAG, Tracker, git_commit, run_dir_tag
 from pgrpo.trainer import Trainer, TrainSettings, seed_everything
+
+# Settings that change how training runs, not what it computes: a checkpoint survives them.
+OPERATIONAL = ("threads", "log_every", "checkpoint_every")
+
+
+def run_fingerprint(config: dict, args, tags: dict) -> dict:
+    """What identifies a training run; a checkpoint is resumed only when it is unchanged:
+    method, seed, data, clusters, reward model, processes, and every setting it trains with."""
+    train = {k: v for k, v in config["train"].items() if k not in OPERATIONAL}
+    settings = {"train": train, "lora": config["lora"], "model": config["model"],
+                "seed": config["seed"], "task": config.get(args.task)}  # fmt: skip
+    keys = ("task", "method", "seed", "data_sha256", "clusters_sha256", "processes")
+    fingerprint = {k: str(tags[k]) for k in keys}
+    fingerprint["settings"] = config_hash(settings)
+    if args.reward_model:
+        fingerprint["reward_model"] = sha256_of(args.reward_model)
+    return fingerprint
+
+
+class Stopped(Exception):
+    """SIGTERM received: the run checkpointed and stops (exit code 143)."""
 
 
 def load_clusters(path: str | Path) -> tuple[dict[int, int], int]:
@@ -104,7 +128,6 @@ def main(argv: list[str] | None = None) -> None:
         policy, tokenizer, task, accelerator, settings, num_clusters, stop_token_ids(tokenizer)
     )
 
-    tracker = Tracker(enabled=accelerator.is_main_process)
     tags = {
         "task": args.task, "method": args.method, "num_clusters": num_clusters,
         "partition": Path(args.clusters).stem,
@@ -113,16 +136,27 @@ def main(argv: list[str] | None = None) -> None:
         "data_sha256": sha256_of(data_dir / "train.jsonl"),
         "clusters_sha256": sha256_of(args.clusters), RUN_DIR_TAG: run_dir_tag(args.out),
     }  # fmt: skip
+    # A checkpoint of this very run (same method, seed, config, data, clusters, model): resume.
+    fingerprint = run_fingerprint(config, args, tags)
+    resumed = checkpoint.resume(trainer, args.out, fingerprint)
     if os.environ.get("SLURM_JOB_ID"):  # submitted through SLURM: which job trained it
         tags["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
+    tracker = Tracker(enabled=accelerator.is_main_process)
     tracker.start(
         config["mlflow"]["experiment"],
         f"{args.task}-{args.method}-seed{settings.seed}",
         config,
         tags,
+        resume_run_id=resumed.mlflow_run_id,
     )
-    history: list[dict] = []
+    logged = tracker.last_logged_step("reward_mean")  # steps a killed process already logged
+    if resumed.folder is not None:
+        print(f"resuming from {resumed.folder} (step {resumed.next_step} of {settings.steps})")
+    history = resumed.history
+    stop = checkpoint.StopRequest()
+    every = config["train"]["checkpoint_every"]
     bar = tqdm(
+        initial=resumed.next_step,
         total=settings.steps,
         desc=f"{args.task} {args.method}",
         disable=args.no_progress or not accelerator.is_main_process,
@@ -131,13 +165,27 @@ def main(argv: list[str] | None = None) -> None:
 
     def on_step(step: int, metrics: dict) -> None:
         history.append({"step": step, **metrics})
-        if step % settings.log_every == 0 or step == settings.steps - 1:
+        due = step % settings.log_every == 0 or step == settings.steps - 1
+        if due and step > logged:
             tracker.log_metrics(metrics, step)
         bar.update(1)
         bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", kl=f"{metrics['kl']:.4f}")
+        next_step = step + 1
+        if next_step == settings.steps:
+            return  # the last step: the outputs are written next
+        stopping = stop.agreed(accelerator)
+        if stopping or (every and next_step % every == 0):
+            checkpoint.save(trainer, args.out, next_step, history, tracker.run_id, fingerprint)
+        if stopping:
+            raise Stopped(f"signal {stop.signal}: checkpoint of step {next_step} saved in "
+                          f"{args.out}/{checkpoint.FOLDER}; run again to resume")  # fmt: skip
 
     try:
-        trainer.train(examples, cluster_of_user, on_step)
+        trainer.train(examples, cluster_of_user, on_step, start=resumed.next_step)
+    except Stopped as e:
+        tracker.end("KILLED")
+        print(f"stopped: {e}", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     except BaseException:
         tracker.end("FAILED")
         raise
@@ -152,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         tracker.log_artifacts(out / "adapter", "adapter")
         if args.method == "pgrpo":  # GRPO keeps no running statistics
             tracker.log_dict(cluster_statistics(trainer.cluster_stats), "cluster_stats.json")
+        checkpoint.remove(out)
         print(f"{args.method}: {settings.steps} steps in {elapsed:.0f} s, adapter in {out}")
     tracker.end()
     accelerator.wait_for_everyone()

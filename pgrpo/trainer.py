@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from pgrpo.advantages import ClusterRewardStats, group_advantages, pgrpo_advantages
-from pgrpo.io import atomic_path
 from pgrpo.loss import policy_loss
 from pgrpo.models import autocast
 from pgrpo.rollout import completion_log_probs, encode_prompts, generate, prefill
@@ -301,19 +300,6 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.cluster_stats.load_state_dict(state["cluster_stats"])
         return int(state["next_step"])
-
-
-def save_checkpoint(trainer: Trainer, next_step: int, path) -> None:
-    """Write the trainer's state to ``path`` atomically (main process only)."""
-    if trainer.accelerator.is_main_process:
-        with atomic_path(path) as tmp:
-            torch.save(trainer.state_dict(next_step), tmp)
-
-
-def load_checkpoint(trainer: Trainer, path) -> int:
-    """Restore a checkpoint into ``trainer`` (tensors only, no pickled code); the next step."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return trainer.load_state_dict(state)
 
 
 def _repeat(items: list, times: int) -> list:

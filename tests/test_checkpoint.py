@@ -29,7 +29,7 @@ def runs(tmp_path_factory):
     model = root / "tiny"
     tiny_training_inputs(model)
     whole = train_steps(model, root / "whole", "--steps", "3")
-    checkpoint = root / "state.pt"
+    checkpoint = root / "state"
     first = train_steps(
         model, root / "first", "--steps", "3", "--save-after", "2", "--checkpoint", str(checkpoint)
     )
@@ -54,6 +54,12 @@ def test_resumed_run_continues_like_the_uninterrupted_one(runs):
 
 def test_checkpoint_holds_only_tensors_and_plain_values(runs):
     *_, checkpoint = runs
-    state = torch.load(checkpoint, weights_only=True)  # refuses pickled objects
-    assert state["next_step"] == 2 and state["method"] == "pgrpo"
-    assert state["cluster_stats"]["count"].dtype == torch.float64
+    from pgrpo.checkpoint import latest
+
+    folder = latest(checkpoint)
+    assert folder.name == "step-000002"
+    state = torch.load(folder / "state.pt", weights_only=True)  # refuses pickled objects
+    assert state["trainer"]["next_step"] == 2 and state["trainer"]["method"] == "pgrpo"
+    assert state["trainer"]["cluster_stats"]["count"].dtype == torch.float64
+    rng = torch.load(folder / "rng-rank0.pt", weights_only=True)
+    assert set(rng) >= {"python", "numpy", "torch"}

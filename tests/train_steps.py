@@ -18,9 +18,10 @@ from pathlib import Path
 import torch
 from tiny_training import tiny_training_inputs
 
+from pgrpo import checkpoint
 from pgrpo.launch import make_accelerator
 from pgrpo.models import LoraSettings, add_lora, load_base_model
-from pgrpo.trainer import Trainer, TrainSettings, load_checkpoint, save_checkpoint
+from pgrpo.trainer import Trainer, TrainSettings
 
 
 def main() -> None:
@@ -29,8 +30,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--save-after", type=int, default=None, help="stop after K steps")
-    parser.add_argument("--checkpoint", default=None, help="where --save-after saves")
-    parser.add_argument("--resume", default=None, help="checkpoint to continue from")
+    parser.add_argument("--checkpoint", default=None, help="folder --save-after saves into")
+    parser.add_argument("--resume", default=None, help="folder of a checkpoint to continue from")
     args = parser.parse_args()
     torch.set_num_threads(1)
     accelerator = make_accelerator()
@@ -42,11 +43,11 @@ def main() -> None:
         learning_rate=0.05, precision="fp32", steps=args.steps,
     )  # fmt: skip
     trainer = Trainer(policy, tokenizer, task, accelerator, settings, 2, stop_ids)
-    start = load_checkpoint(trainer, args.resume) if args.resume else 0
+    start = checkpoint.resume(trainer, args.resume, {}).next_step if args.resume else 0
     end = args.save_after if args.save_after is not None else args.steps
     steps = [trainer.step(step, examples, clusters) for step in range(start, end)]
     if args.save_after is not None:
-        save_checkpoint(trainer, end, args.checkpoint)
+        checkpoint.save(trainer, args.checkpoint, end, [], None, {})
     report = {
         "rank": accelerator.process_index,
         "world": accelerator.num_processes,

@@ -1,0 +1,155 @@
+"""Training checkpoints: a run killed or preempted at any step resumes exactly where it was.
+
+Every ``train.checkpoint_every`` steps (and once more on SIGTERM) training writes
+
+    <out>/checkpoints/step-<next step, 6 digits>/
+        rng-rank<r>.pt   process r's random states (python, numpy, torch CPU, CUDA)
+        state.pt         adapter, optimiser, P-GRPO cluster statistics, next step, the metrics
+                         of the finished steps, the MLflow run id and the run's fingerprint;
+                         written last, so a folder without it is an interrupted save
+
+each file renamed into place only when complete; the older folders are then removed. A new
+``pgrpo.train`` on the same ``--out`` continues from the newest complete folder when its
+fingerprint (method, seed, config hash, data, clusters, model, processes) matches, else it
+warns and starts over. The folder is removed once the adapter and metrics are written.
+
+Files hold tensors and plain values only and are read with ``torch.load(weights_only=True)``.
+``--out`` must be on a file system every process sees (one machine, or shared storage).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pgrpo.io import PgrpoError, atomic_path
+
+FOLDER = "checkpoints"
+
+
+def rng_state() -> dict:
+    """This process's random states as tensors and plain values."""
+    numpy = np.random.get_state(legacy=False)
+    numpy["state"]["key"] = numpy["state"]["key"].tolist()
+    state = {"python": random.getstate(), "numpy": numpy, "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    numpy = dict(state["numpy"], state=dict(state["numpy"]["state"]))
+    numpy["state"]["key"] = np.asarray(numpy["state"]["key"], dtype=np.uint32)
+    np.random.set_state(numpy)
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class Resumed:
+    """What a resumed run continues with (``next_step`` 0 and nothing else: a fresh run)."""
+
+    next_step: int = 0
+    history: list[dict] = field(default_factory=list)
+    mlflow_run_id: str | None = None
+    folder: Path | None = None
+
+
+def latest(out: str | Path) -> Path | None:
+    """The newest complete checkpoint folder under ``out``, or None."""
+    root = Path(out) / FOLDER
+    done = sorted(p for p in root.glob("step-*") if (p / "state.pt").is_file())
+    return done[-1] if done else None
+
+
+def save(trainer, out, next_step: int, history: list[dict], run_id, fingerprint: dict) -> Path:
+    """Write a checkpoint of every process (a collective call: all processes call it)."""
+    acc = trainer.accelerator
+    root = Path(out) / FOLDER
+    folder = root / f"step-{next_step:06d}"
+    with atomic_path(folder / f"rng-rank{acc.process_index}.pt") as tmp:
+        torch.save(rng_state(), tmp)
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        state = {
+            "trainer": trainer.state_dict(next_step),
+            "history": history,
+            "mlflow_run_id": run_id,
+            "fingerprint": fingerprint,
+            "processes": acc.num_processes,
+        }
+        with atomic_path(folder / "state.pt") as tmp:
+            torch.save(state, tmp)
+        for old in root.glob("step-*"):
+            if old != folder:
+                shutil.rmtree(old, ignore_errors=True)
+    acc.wait_for_everyone()
+    return folder
+
+
+def resume(trainer, out, fingerprint: dict) -> Resumed:
+    """Restore the newest matching checkpoint under ``out`` into ``trainer`` and this
+    process's random states; a fresh :class:`Resumed` when there is none."""
+    folder = latest(out)
+    if folder is None:
+        return Resumed()
+    acc = trainer.accelerator
+    try:
+        state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a damaged file is reported as such
+        raise PgrpoError(f"{folder / 'state.pt'}: unreadable checkpoint ({e}); delete it") from e
+    changed = sorted(
+        k for k in fingerprint.keys() | state["fingerprint"].keys()
+        if fingerprint.get(k) != state["fingerprint"].get(k)
+    )  # fmt: skip
+    if state["processes"] != acc.num_processes:
+        changed.append("processes")
+    if changed:
+        warnings.warn(
+            f"{folder}: checkpoint of a different run ({', '.join(changed)} changed); "
+            "starting from step 0",
+            stacklevel=2,
+        )
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            shutil.rmtree(folder.parent, ignore_errors=True)
+        return Resumed()
+    rng_file = folder / f"rng-rank{acc.process_index}.pt"
+    next_step = trainer.load_state_dict(state["trainer"])
+    set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=True))
+    return Resumed(next_step, state["history"], state["mlflow_run_id"], folder)
+
+
+def remove(out) -> None:
+    """Delete the checkpoints of a finished run."""
+    shutil.rmtree(Path(out) / FOLDER, ignore_errors=True)
+
+
+class StopRequest:
+    """Turns SIGTERM (SLURM preemption, ``scancel``, a cluster's time limit) into a request
+    to checkpoint and stop at the end of the current step."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+    def agreed(self, accelerator) -> bool:
+        """True on every process when any process was asked to stop."""
+        asked = self.signal is not None
+        if accelerator.num_processes == 1:
+            return asked
+        flag = torch.tensor(float(asked), device=accelerator.device)
+        return bool(accelerator.reduce(flag, "max").item())

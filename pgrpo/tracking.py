@@ -185,9 +185,27 @@ class Tracker:
                 run = mlflow.start_run(run_id=resume_run_id)
                 mlflow.set_tags(tags)
             else:
+                stale = self._unfinished(tags.get(RUN_DIR_TAG))
                 run = mlflow.start_run(run_name=run_name, tags=tags)
                 mlflow.log_params(params)
+                for old in stale:  # killed before its first checkpoint: superseded
+                    mlflow.MlflowClient().set_tag(old, "pgrpo.superseded_by", run.info.run_id)
+                    mlflow.MlflowClient().set_terminated(old, "KILLED")
             self.run_id = run.info.run_id
+
+    @staticmethod
+    def _unfinished(run_dir: str | None) -> list[str]:
+        """Ids of the RUNNING runs of ``run_dir`` in the active experiment: runs of a killed
+        process that a fresh start of the same job replaces."""
+        import mlflow
+
+        if not run_dir or "'" in run_dir:
+            return []
+        found = mlflow.search_runs(
+            filter_string=f"tags.`{RUN_DIR_TAG}` = '{run_dir}' and attributes.status = 'RUNNING'",
+            output_format="list",
+        )
+        return [run.info.run_id for run in found]
 
     @staticmethod
     def _exists(run_id: str) -> bool:

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,24 +43,37 @@ def executor() -> str:
     return choice or ("slurm" if slurm_available() else "local")
 
 
-def environment(workdir: Path) -> dict:
-    """The environment of the run: this venv first on PATH, a fresh MLflow store."""
+# The judge's API key variable (config judge.api_key_env) holds a fake key during the run:
+# tests/test_secrets.py checks that no file of the run contains it.
+API_KEY_ENV = "PGRPO_JUDGE_API_KEY"
+
+
+def environment(workdir: Path, api_key: str | None = None) -> dict:
+    """The environment of the run: this venv first on PATH, a fresh MLflow store, a fake
+    judge API key (``api_key``, default a new random one)."""
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir}/mlflow.db"
+    env[API_KEY_ENV] = api_key or f"sk-pgrpo-fake-{uuid.uuid4().hex}"
     return env
 
 
-def snakemake(workdir: Path, *args: str, env: dict, executor: str = "local"):
+def snakemake_command(workdir: Path, *args: str, executor: str = "local") -> list[str]:
     """``snakemake`` on the `.test` config in ``workdir``; ``executor="slurm"`` submits
-    through SLURM with the repository's profile."""
+    through SLURM with the repository's profile, else ``--cores 2``."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
     cmd += ["--directory", str(workdir), "--configfile", str(TEST_CONFIG)]
     if executor == "slurm":
         cmd += ["--profile", str(REPO / "profiles/slurm")]
     else:
         cmd += ["--cores", "2"]
-    return subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=2400)
+    return [*cmd, *args]
+
+
+def snakemake(workdir: Path, *args: str, env: dict, executor: str = "local"):
+    """Run :func:`snakemake_command` to the end; the CompletedProcess (text output)."""
+    cmd = snakemake_command(workdir, *args, executor=executor)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=2400)
 
 
 def run_pipeline(workdir: Path) -> dict:
@@ -70,11 +84,13 @@ def run_pipeline(workdir: Path) -> dict:
     if os.environ.get("PGRPO_TEST_PIPELINE"):
         workdir = Path(os.environ["PGRPO_TEST_PIPELINE"]).resolve()
         record = json.loads((workdir / "pipeline_run.json").read_text())
+        env = environment(workdir, record.get("api_key"))
     else:
-        record = {"executor": executor()}
-        proc = snakemake(workdir, env=environment(workdir), executor=record["executor"])
+        env = environment(workdir)
+        record = {"executor": executor(), "api_key": env[API_KEY_ENV]}
+        proc = snakemake(workdir, env=env, executor=record["executor"])
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
         record["log"] = proc.stdout + proc.stderr
         (workdir / "pipeline_run.json").write_text(json.dumps(record))
     config = yaml.safe_load((workdir / ".test/outputs/effective_config.yaml").read_text())
-    return {"dir": workdir, "env": environment(workdir), "config": config, **record}
+    return {"dir": workdir, "env": env, "config": config, **record}

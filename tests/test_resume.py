@@ -157,8 +157,6 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(runs):
     assert code == -signal.SIGKILL and latest(out) is not None
     changed = runs.config("after", checkpoint_every=1, learning_rate=1e-3)
     done = runs.run(changed, out)
-    assert "checkpoint of a different run (settings changed); starting from step 0" in (
-        done.stderr
-    )
+    assert "checkpoint of a different run (settings changed); starting from step 0" in (done.stderr)
     assert "resuming from" not in done.stdout
     assert len(metrics(out)) == STEPS

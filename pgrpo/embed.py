@@ -22,6 +22,7 @@ import torch
 
 from pgrpo.config import load_config
 from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli, wheel_path
+from pgrpo.models import safetensors_only
 
 
 def encoder_dir(name: str) -> Path:
@@ -41,7 +42,8 @@ def load_encoder(name: str = "minilm"):
     from transformers import AutoModel, AutoTokenizer
 
     folder = encoder_dir(name)
-    return AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    model = safetensors_only(f"embedding.model: {folder}", AutoModel.from_pretrained, folder)
+    return AutoTokenizer.from_pretrained(folder), model.eval()
 
 
 @torch.no_grad()

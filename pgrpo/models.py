@@ -91,13 +91,36 @@ def materialize_model(name: str, out_dir: str | Path, seed: int = 0, trust_remot
             raise PgrpoError(
                 f"model.name: {name!r} is neither a built-in model, a folder nor a hub id"
             )
-        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            name, dtype="auto", trust_remote_code=trust_remote_code
-        )
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+            model = safetensors_only(
+                f"model.name: {name!r}", AutoModelForCausalLM.from_pretrained,
+                name, dtype="auto", trust_remote_code=trust_remote_code,
+            )  # fmt: skip
+        except ValueError as e:
+            if "trust_remote_code" not in str(e):
+                raise
+            raise PgrpoError(
+                f"model.name: {name!r} needs its own code; set model.trust_remote_code: true "
+                "only if you trust its source"
+            ) from None
     with atomic_path(out_dir, is_dir=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+
+
+def safetensors_only(what, load, *args, **kwargs):
+    """``load(*args, use_safetensors=True, **kwargs)``: weights only from safetensors files,
+    never from pickled ``.bin`` checkpoints (which can run code); one line naming ``what``
+    when there are none."""
+    try:
+        return load(*args, use_safetensors=True, **kwargs)
+    except OSError as e:
+        if "safetensors" not in str(e) and ".bin" not in str(e):
+            raise
+        raise PgrpoError(
+            f"{what}: no safetensors weights (pickled .bin files are not loaded)"
+        ) from None
 
 
 def load_tokenizer(model_dir: str | Path):
@@ -121,7 +144,9 @@ def load_base_model(model_dir: str | Path, dtype: torch.dtype = torch.float32):
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise PgrpoError(f"{model_dir}: no config.json, not a model folder")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, use_safetensors=True)
+    model = safetensors_only(
+        model_dir, AutoModelForCausalLM.from_pretrained, model_dir, dtype=dtype
+    )
     model.requires_grad_(False)
     return model
 
@@ -147,6 +172,8 @@ def load_adapter(model, adapter_dir: str | Path):
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise PgrpoError(f"{adapter_dir}: no adapter_config.json, not a saved adapter")
+    if not (adapter_dir / "adapter_model.safetensors").is_file():
+        raise PgrpoError(f"{adapter_dir}: no adapter_model.safetensors (only safetensors load)")
     return PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
 
 

@@ -21,24 +21,29 @@ from pgrpo.launch import launch_plan
 HERE = Path(__file__).resolve().parent
 
 
-def launch(accelerate_config: str | None, model: Path, out: Path) -> list[dict]:
+def launch(accelerate_config: str | None, model: Path, out: Path, *args: str) -> list[dict]:
     config = {"launch": {"accelerate_config": accelerate_config}, "train": {"num_processes": 1}}
     prefix, _ = launch_plan(config)
     cmd = shlex.split(prefix)
     cmd[0] = str(Path(sys.executable).with_name("accelerate"))
-    cmd += [str(HERE / "train_steps.py"), "--model", str(model), "--out", str(out)]
+    cmd += [str(HERE / "train_steps.py"), "--model", str(model), "--out", str(out), *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=HERE.parent)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def tiny(tmp_path_factory) -> Path:
     from tiny_training import tiny_training_inputs
 
-    root = tmp_path_factory.mktemp("multiprocess")
-    tiny_training_inputs(root / "tiny")  # materialise the model once, before the launches
-    return launch(None, root / "tiny", root / "one"), launch("2gpu", root / "tiny", root / "two")
+    model = tmp_path_factory.mktemp("multiprocess") / "tiny"
+    tiny_training_inputs(model)  # materialise the model once, before the launches
+    return model
+
+
+@pytest.fixture(scope="module")
+def runs(tiny):
+    return launch(None, tiny, tiny.parent / "one"), launch("2gpu", tiny, tiny.parent / "two")
 
 
 def test_two_processes_really_ran(runs):
@@ -99,3 +104,18 @@ def test_an_unknown_accelerate_config_names_the_files_there_are():
 
     with pytest.raises(PgrpoError, match=r"'3gpu' is not one of 1gpu, 2gpu, 4gpu, 8gpu"):
         launch_plan({"launch": {"accelerate_config": "3gpu"}, "train": {"num_processes": 1}})
+
+
+def test_two_processes_stopped_and_resumed_end_like_the_uninterrupted_pair(runs, tiny, tmp_path):
+    _, two = runs
+    model = tiny
+    folder = tmp_path / "checkpoint"
+    launch("2gpu", model, tmp_path / "first", "--save-after", "1", "--checkpoint", str(folder))
+    assert sorted(p.name for p in next(folder.glob("checkpoints/step-*")).iterdir()) == [
+        "rng-rank0.pt", "rng-rank1.pt", "state.pt",
+    ]  # fmt: skip
+    resumed = launch("2gpu", model, tmp_path / "resumed", "--resume", str(folder))
+    for rank, whole in zip(resumed, two, strict=True):
+        assert rank["stats"] == whole["stats"] and rank["rewards"] == whole["rewards"]
+        for name, values in whole["adapter"].items():
+            torch.testing.assert_close(torch.tensor(rank["adapter"][name]), torch.tensor(values))

@@ -1,14 +1,19 @@
 # Configuration validation, output paths and target lists shared by every rule file.
 import os
 import re
+import sys
 
 import yaml
 
 from pgrpo.config import TASK_SECTIONS, task_config, validate_config
+from pgrpo.io import PgrpoError
 from pgrpo.models import model_dir_name
 from pgrpo.prepare import PREPARED_FILES
 
-validate_config(config, ", ".join(map(str, workflow.configfiles)) or "config")
+try:
+    validate_config(config, ", ".join(map(str, workflow.configfiles)) or "config")
+except PgrpoError as e:  # one line naming the key, as the entry points print it
+    sys.exit(f"error: {e}")
 
 RESOURCES = config["paths"]["resources"]
 OUTPUTS = config["paths"]["outputs"]

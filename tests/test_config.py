@@ -226,9 +226,17 @@ def test_prepare_cli_rejects_bad_config(tmp_path):
     assert not out.exists()
 
 
-def test_snakemake_rejects_bad_config(tmp_path):
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        ("train: {steps: many}", "{bad}: train.steps: 'many' is not of type 'integer'"),
+        ("launch: {accelerate_config: 3gpu}",
+         "launch.accelerate_config: '3gpu' is not one of 1gpu, 2gpu, 4gpu, 8gpu"),
+    ],
+)  # fmt: skip
+def test_snakemake_rejects_bad_config(tmp_path, written, message):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("train: {steps: many}\n", encoding="utf-8")
+    bad.write_text(written + "\n", encoding="utf-8")
     workdir = tmp_path / "work"
     result = subprocess.run(
         [
@@ -254,9 +262,8 @@ def test_snakemake_rejects_bad_config(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     # Besides Snakemake's own notes (the profile it uses), one error line, no traceback.
-    assert [line for line in output.splitlines() if line.startswith("error:")] == [
-        f"error: {bad}: train.steps: 'many' is not of type 'integer'"
-    ]
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert errors == ["error: " + message.format(bad=bad)]
     assert "Traceback" not in output and 'File "' not in output
     assert not (workdir / "outputs").exists()
 

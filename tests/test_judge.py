@@ -60,6 +60,10 @@ def test_transient_server_errors_are_retried(server):
     judge = HttpJudge(url, "m", timeout=5, retries=2, backoff=0.01)
     assert judge.choose("c", "q", JAZZ, ROCK) == "A"
     assert len(httpd.requests) == 3
+    httpd.failures_left = 3  # more than the retries: an error, no choice
+    with pytest.raises(JudgeError, match=r"/v1/chat/completions: HTTP 503 after 3 attempts$"):
+        judge.choose("c", "q", JAZZ, ROCK)
+    assert len(httpd.requests) == 6
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,29 @@ def test_a_truncated_data_file_names_the_file_and_line(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("histories", "problem"),
+    [
+        ('{"1": [1, 2', "not valid JSON (Expecting ',' delimiter)"),
+        ('{"1": [1, 7]}', "1 item ids missing from {data}/items.jsonl (first: 7)"),
+    ],
+    ids=["truncated", "dangling-item"],
+)  # fmt: skip
+def test_broken_histories_stop_embedding_with_one_line(tmp_path, histories, problem):
+    data = tmp_path / "movielens"
+    data.mkdir()
+    items = [{"item_id": i, "text": f"Movie {i} (1999)"} for i in (1, 2, 3)]
+    (data / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+    (data / "histories.json").write_text(histories)
+    config = tmp_path / "c.yaml"
+    config.write_text("{}\n")
+    out = tmp_path / "embeddings.npz"
+    done = run_entry("pgrpo.embed", "--config", str(config), "--data", str(data), "--out", str(out))
+    expected = f"error: {data}/histories.json: {problem.format(data=data)}"
+    assert one_error_line(done) == expected
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------------- model and GPUs
 
 

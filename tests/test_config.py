@@ -227,14 +227,17 @@ def test_prepare_cli_rejects_bad_config(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("written", "message"),
+    ("written", "extra", "message"),
     [
-        ("train: {steps: many}", "{bad}: train.steps: 'many' is not of type 'integer'"),
-        ("launch: {accelerate_config: 3gpu}",
+        ("train: {steps: many}", [], "{bad}: train.steps: 'many' is not of type 'integer'"),
+        ("launch: {accelerate_config: 3gpu}", [],
          "launch.accelerate_config: '3gpu' is not one of 1gpu, 2gpu, 4gpu, 8gpu"),
+        # --config reads nested values as strings: the line says where the value came from.
+        ("seed: 1", ["--config", 'train={"steps": 5}'],
+         "{bad} + --config: train.steps: '5' is not of type 'integer'"),
     ],
 )  # fmt: skip
-def test_snakemake_rejects_bad_config(tmp_path, written, message):
+def test_snakemake_rejects_bad_config(tmp_path, written, extra, message):
     bad = tmp_path / "bad.yaml"
     bad.write_text(written + "\n", encoding="utf-8")
     workdir = tmp_path / "work"
@@ -252,6 +255,7 @@ def test_snakemake_rejects_bad_config(tmp_path, written, message):
             str(bad),
             "--cores",
             "1",
+            *extra,
         ],
         capture_output=True,
         text=True,

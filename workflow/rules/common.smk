@@ -20,7 +20,11 @@ def or_exit(function, *args):
         sys.exit(f"error: {e}")
 
 
-or_exit(validate_config, config, ", ".join(map(str, workflow.configfiles)) or "config")
+# Where the values came from, for the error line: the config files, and --config.
+CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
+if workflow.config_settings.config:
+    CONFIG_SOURCE += " + --config"
+or_exit(validate_config, config, CONFIG_SOURCE)
 
 RESOURCES = config["paths"]["resources"]
 OUTPUTS = config["paths"]["outputs"]

@@ -169,7 +169,7 @@ def build_examples(
     universe = np.unique(ml.ratings.item_id.to_numpy())
     splits: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
     sequences = user_sequences(ml)
-    most = max(map(len, sequences.values()))
+    most = max(map(len, sequences.values()), default=0)
     if most < min_ratings:  # every user would be dropped: nothing to train or test on
         raise PgrpoError(
             f"movielens.min_ratings: {min_ratings} drops all {len(sequences)} users (the most "

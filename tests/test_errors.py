@@ -1,6 +1,8 @@
 """Bad input, clear errors (docs/errors.md): the cases that no entry point's own tests cover.
-Each ends with one ``error:`` line naming the file, key or value, exit code 2 and no output;
-the last test checks that every test docs/errors.md cites exists."""
+Through an entry point each ends with one ``error:`` line naming the file, key or value, exit
+code 2 and no output; the reward cases run the real trainer and task in-process (a NaN must
+stop a step before the statistics). The last test checks that every test docs/errors.md
+cites exists."""
 
 from __future__ import annotations
 

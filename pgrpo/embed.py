@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from pgrpo.config import load_config
-from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli, wheel_path
+from pgrpo.io import PgrpoError, atomic_path, read_json, read_jsonl, run_cli, wheel_path
 from pgrpo.models import safetensors_only
 
 
@@ -88,10 +87,11 @@ def user_embeddings(
 def movielens_texts(data: Path) -> tuple[dict, dict[int, list]]:
     """(movie text by item id, each user's training history of item ids)."""
     items = {row["item_id"]: row["text"] for row in read_jsonl(data / "items.jsonl")}
-    histories_file = data / "histories.json"
-    if not histories_file.is_file():
-        raise PgrpoError(f"{histories_file}: file not found")
-    histories = {int(u): h for u, h in json.loads(histories_file.read_text()).items()}
+    histories = {int(u): h for u, h in read_json(data / "histories.json").items()}
+    unknown = sorted({i for h in histories.values() for i in h} - items.keys())
+    if unknown:
+        raise PgrpoError(f"{data / 'histories.json'}: {len(unknown)} item ids missing from "
+                         f"{data / 'items.jsonl'} (first: {unknown[0]})")  # fmt: skip
     return items, histories
 
 

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             model, tokenizer, task, examples, cfg["batch_size"], cfg["max_new_tokens"],
             progress=not args.no_progress,
         )  # fmt: skip
-    scores = task.scores(texts, examples)
+    scores = task.checked_scores(texts, examples)
     groups = [task.group_of(e) for e in examples]
     report = reward_report(
         [r for r, _ in scores],

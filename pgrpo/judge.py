@@ -11,14 +11,16 @@ Backends:
   with the higher next-token log-probability after the question (deterministic, no parsing).
 * :class:`HttpJudge`: any OpenAI-compatible chat-completions endpoint (the paper used
   GPT-OSS-120B). The API key is read from an environment variable and only sent in the
-  ``Authorization`` header; it is never logged or stored. Timeouts, refused connections and
-  HTTP 429/5xx are retried (``retries`` times, with backoff); a reply that is not valid JSON,
-  lacks ``choices[0].message.content`` or names neither A nor B raises :class:`JudgeError`:
-  no pair is ever decided silently.
+  ``Authorization`` header; it is never logged or stored. Timeouts, refused connections,
+  replies that are not HTTP and HTTP 429/5xx are retried (``retries`` times, with backoff);
+  a reply that is not valid JSON, lacks ``choices[0].message.content`` or names neither A
+  nor B raises :class:`JudgeError`: no pair is ever decided silently, and the entry point
+  stops with one line naming the URL (docs/errors.md).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -52,8 +54,8 @@ def parse_choice(reply: str) -> str:
     if both appear as standalone letters (an ambiguous reply)."""
     letters = set(_LETTER.findall(reply.strip()))
     if len(letters) != 1:
-        raise JudgeError(f"judge reply names {'both' if letters else 'neither'} of A and B: "
-                         f"{reply[:80]!r}")  # fmt: skip
+        raise JudgeError(f"reply names {'both' if letters else 'neither'} of A and B: "
+                         f"{reply[:80]!r}, expected one letter")  # fmt: skip
     return letters.pop()
 
 
@@ -154,8 +156,8 @@ class HttpJudge:
             "model": self.model, "temperature": 0, "max_tokens": 8,
             "messages": [{"role": "user", "content": content}],
         }).encode()  # fmt: skip
-        problem = ""
-        for attempt in range(self.retries + 1):
+        problem, attempts = "", self.retries + 1
+        for attempt in range(attempts):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
@@ -164,19 +166,30 @@ class HttpJudge:
             except urllib.error.HTTPError as e:
                 problem = f"HTTP {e.code}"
                 if e.code != 429 and e.code < 500:
-                    raise JudgeError(f"judge {self.url}: {problem}") from None
+                    raise JudgeError(f"judge {self.url}: {problem}, expected 200 with a chat "
+                                     "completion") from None  # fmt: skip
+            except http.client.HTTPException as e:  # not HTTP, or a reply cut short
+                problem = f"not an HTTP reply ({type(e).__name__})"
             except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as e:
                 reason = getattr(e, "reason", e)
-                problem = "timed out" if "timed out" in str(reason) else f"unreachable ({reason})"
+                problem = (
+                    f"no reply within judge.timeout_s={self.timeout:g} s"
+                    if "timed out" in str(reason)
+                    else f"unreachable ({reason})"
+                )
         else:
             raise JudgeError(
-                f"judge {self.url}: {problem} after {self.retries + 1} attempts"
+                f"judge {self.url}: {problem} after {attempts} attempt{'s' * (attempts > 1)}"
             ) from None
         try:
             return json.loads(raw)["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
-            raise JudgeError(f"judge {self.url}: malformed reply {raw[:80]!r}") from None
+            raise JudgeError(f"judge {self.url}: malformed reply {raw[:80]!r}, expected JSON "
+                             "with choices[0].message.content") from None  # fmt: skip
 
     def choose(self, context: str, request: str, a: str, b: str) -> str:
         reply = self.complete(QUESTION.format(context=context, request=request, a=a, b=b))
-        return parse_choice(reply)
+        try:
+            return parse_choice(reply)
+        except JudgeError as e:
+            raise JudgeError(f"judge {self.url}: {e}") from None

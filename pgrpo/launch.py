@@ -11,9 +11,12 @@ rule, the training entry point and the multi-process tests.
   of those files. A MULTI_GPU file with n processes also starts n CPU processes that form
   one group where no GPU is visible (checked with accelerate 1.15), so the same files run
   in CI.
-* ``make_accelerator()``: ``Accelerator(cpu=True)`` where no GPU is visible; without it,
-  CPU processes started by ``--multi_gpu`` do not join one process group and each would
-  silently train on its own slice of the data.
+* ``make_accelerator(launch)``: ``Accelerator(cpu=True)`` where no GPU is visible; without
+  it, CPU processes started by ``--multi_gpu`` do not join one process group and each would
+  silently train on its own slice of the data. Given the config's ``launch`` section, it
+  first refuses a GPU file (``launch.accelerate_config``) when torch sees fewer GPUs than
+  the file's processes, unless ``launch.cpu_fallback`` lets a GPU-less machine (CI, tests)
+  run them as CPU processes (:func:`check_gpus`).
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ def accelerate_config_file(name: str) -> Path:
     return path
 
 
+def _file_processes(path: Path) -> int:
+    return int(yaml.safe_load(path.read_text())["num_processes"])
+
+
 def launch_plan(config: dict) -> tuple[str, int]:
     """(shell prefix, number of processes) of a training job under ``config``."""
     name = config["launch"]["accelerate_config"]
@@ -60,15 +67,40 @@ def launch_plan(config: dict) -> tuple[str, int]:
         processes = config["train"]["num_processes"]
         return accelerate_shell_prefix(processes), processes
     path = accelerate_config_file(name)
-    processes = int(yaml.safe_load(path.read_text())["num_processes"])
+    processes = _file_processes(path)
     # Relative to the working directory where it can be: the command (a Snakemake param)
     # then stays the same when the project is cloned elsewhere.
     shown = os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
     return shlex.join(["accelerate", "launch", "--config_file", shown]), processes
 
 
-def make_accelerator():
-    """The Accelerator of a training process (one process group over all launched ones)."""
+def check_gpus(launch: dict) -> None:
+    """A one-line error when ``launch.accelerate_config`` names a GPU file whose processes
+    need more GPUs than torch sees; none visible is allowed with ``launch.cpu_fallback``."""
+    name = launch["accelerate_config"]
+    if name is None:
+        return  # train.num_processes: GPUs where there are, CPU processes otherwise
+    needed = _file_processes(accelerate_config_file(name))
+    visible = torch.cuda.device_count()
+    if visible >= needed or (visible == 0 and launch["cpu_fallback"]):
+        return
+    devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+    devices = (
+        "CUDA_VISIBLE_DEVICES unset" if devices is None else f"CUDA_VISIBLE_DEVICES={devices!r}"
+    )
+    seen = f"only {visible}" if visible else "none"
+    hint = "; set launch.cpu_fallback: true to run on the CPU" if not visible else ""
+    raise PgrpoError(
+        f"launch.accelerate_config={name} asks for {needed} GPU{'s' * (needed > 1)} but torch "
+        f"sees {seen} ({devices}){hint}"
+    )
+
+
+def make_accelerator(launch: dict | None = None):
+    """The Accelerator of a training process (one process group over all launched ones);
+    ``launch`` (the config's section) is checked with :func:`check_gpus` first."""
     from accelerate import Accelerator
 
+    if launch is not None:
+        check_gpus(launch)
     return Accelerator(cpu=not torch.cuda.is_available())

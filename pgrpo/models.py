@@ -3,6 +3,7 @@ load it with a LoRA adapter, and load the tokenizer for left-padded batched gene
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,10 @@ class LoraSettings:
     def from_config(cls, config: dict) -> LoraSettings:
         lora = config["lora"]
         return cls(lora["r"], lora["alpha"], lora["dropout"], tuple(lora["target_modules"]))
+
+
+# A hub id: owner/name (not a path such as /data/model, ./model or a/b/c).
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 
 
 def model_dir_name(name: str) -> str:
@@ -87,10 +92,13 @@ def materialize_model(name: str, out_dir: str | Path, seed: int = 0, trust_remot
     elif name == "smollm2-135m":
         model, tokenizer = _load_gguf(_smollm2_wheel_dir(), SMOLLM2_GGUF)
     else:
-        if "/" not in name and not Path(name).exists():
+        if not Path(name).exists() and not _HUB_ID.fullmatch(name):
             raise PgrpoError(
-                f"model.name: {name!r} is neither a built-in model, a folder nor a hub id"
+                f"model.name: {name!r} is neither a built-in model (smollm2-135m, tiny), an "
+                "existing folder nor a hub id (owner/name)"
             )
+        if Path(name).exists() and not (Path(name) / "config.json").is_file():
+            raise PgrpoError(f"model.name: {name!r}: no config.json, not a model folder")
         try:
             tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
             model = safetensors_only(
@@ -104,6 +112,9 @@ def materialize_model(name: str, out_dir: str | Path, seed: int = 0, trust_remot
                 f"model.name: {name!r} needs its own code; set model.trust_remote_code: true "
                 "only if you trust its source"
             ) from None
+        except OSError as e:  # not a model folder, or a hub id not found / not downloadable
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise PgrpoError(f"model.name: {name!r}: cannot load a causal LM ({reason})") from None
     with atomic_path(out_dir, is_dir=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

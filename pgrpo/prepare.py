@@ -107,7 +107,10 @@ def prepare_movielens(config: dict, out_dir: str | Path) -> dict[str, int]:
         write_jsonl(out_dir / f"{name}.jsonl", splits[name])
     write_text(out_dir / "histories.json", json.dumps({str(u): h for u, h in histories.items()}))
     counts = {name: len(rows) for name, rows in splits.items()}
-    return {"items": len(items), "users": len(histories), **counts}
+    # Users with fewer than min_ratings ratings are dropped (documented), and counted.
+    dropped = f"users dropped (fewer than {cfg['min_ratings']} ratings)"
+    return {"items": len(items), "users": len(histories),
+            dropped: ml.ratings["user_id"].nunique() - len(histories), **counts}  # fmt: skip
 
 
 def prepare_personas(config: dict, out_dir: str | Path) -> dict[str, int]:
@@ -137,7 +140,11 @@ def prepare_reviews(config: dict, out_dir: str | Path, path: str | Path | None =
     if cfg["source"] == "goodreads":
         records, skipped = data.load_goodreads_reviews(path)
     else:
-        records, skipped = data.load_clothing_reviews(path or data.default_reviews_file())
+        path = path or data.default_reviews_file()
+        records, skipped = data.load_clothing_reviews(path)
+    if not records:  # rows without text (or Goodreads' rating 0) are skipped and counted
+        raise PgrpoError(f"{path}: no review with text and a rating 1-5 ({skipped} rows "
+                         "skipped), expected at least one")  # fmt: skip
     records = seeded_subset(records, cfg["max_reviews"], [seed, 13])
     splits = data.split_reviews(records, cfg["test_fraction"], seed)
     labels = [data.group_label(g) for g in groups]

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.seed is not None:
         settings = dataclasses.replace(settings, seed=args.seed)
     torch.set_num_threads(config["train"]["threads"])
-    accelerator = make_accelerator()
+    accelerator = make_accelerator(config["launch"])
     seed_everything(settings.seed + accelerator.process_index)
 
     data_dir = Path(args.data)

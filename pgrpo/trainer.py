@@ -181,7 +181,7 @@ class Trainer:
         texts = self.tokenizer.batch_decode(
             completions.ids * completions.mask, skip_special_tokens=True
         )
-        scored = self.task.scores(texts, _repeat(batch, s.group_size))
+        scored = self.task.checked_scores(texts, _repeat(batch, s.group_size))
         dev = acc.device
         local_rewards = torch.tensor([r for r, _ in scored], dtype=torch.float32, device=dev)
         local_parsed = torch.tensor([p for _, p in scored], dtype=torch.float32, device=dev)

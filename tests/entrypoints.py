@@ -18,13 +18,16 @@ def cli_env() -> dict:
     return env
 
 
-def run_entry(module: str, *args: str, cwd: Path | None = None, timeout: int = 300):
-    """``python -m <module> <args>``; returns the completed process (output captured)."""
+def run_entry(
+    module: str, *args: str, cwd: Path | None = None, timeout: int = 300, env: dict | None = None
+):
+    """``python -m <module> <args>`` (``env``: variables set besides the usual ones); returns
+    the completed process (output captured)."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
-        env=cli_env(),
+        env={**cli_env(), **(env or {})},
         cwd=cwd,
         timeout=timeout,
     )

@@ -226,9 +226,20 @@ def test_prepare_cli_rejects_bad_config(tmp_path):
     assert not out.exists()
 
 
-def test_snakemake_rejects_bad_config(tmp_path):
+@pytest.mark.parametrize(
+    ("written", "extra", "message"),
+    [
+        ("train: {steps: many}", [], "{bad}: train.steps: 'many' is not of type 'integer'"),
+        ("launch: {accelerate_config: 3gpu}", [],
+         "launch.accelerate_config: '3gpu' is not one of 1gpu, 2gpu, 4gpu, 8gpu"),
+        # --config reads nested values as strings: the line says where the value came from.
+        ("seed: 1", ["--config", 'train={"steps": 5}'],
+         "{bad} + --config: train.steps: '5' is not of type 'integer'"),
+    ],
+)  # fmt: skip
+def test_snakemake_rejects_bad_config(tmp_path, written, extra, message):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("train: {steps: many}\n", encoding="utf-8")
+    bad.write_text(written + "\n", encoding="utf-8")
     workdir = tmp_path / "work"
     result = subprocess.run(
         [
@@ -244,6 +255,7 @@ def test_snakemake_rejects_bad_config(tmp_path):
             str(bad),
             "--cores",
             "1",
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -253,7 +265,10 @@ def test_snakemake_rejects_bad_config(tmp_path):
     )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    assert "train.steps" in output
+    # Besides Snakemake's own notes (the profile it uses), one error line, no traceback.
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert errors == ["error: " + message.format(bad=bad)]
+    assert "Traceback" not in output and 'File "' not in output
     assert not (workdir / "outputs").exists()
 
 

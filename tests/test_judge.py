@@ -3,72 +3,17 @@ against a real chat-completions server on localhost (slow, malformed, refused, r
 
 from __future__ import annotations
 
-import http.server
-import json
 import socket
-import time
 
 import pytest
-from localhost import serving
+from localhost import ChatServer, serving
 
 from pgrpo.judge import HttpJudge, JudgeError, judge_pair, parse_choice, win_rates
 
 
-class Server(http.server.ThreadingHTTPServer):
-    """A chat-completions endpoint whose behaviour the test sets (``mode``); it prefers the
-    answer containing the word "jazz" and records every request it got."""
-
-    mode = "prefer-jazz"
-    failures_left = 0
-    delay = 0.0
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.requests: list[dict] = []
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 (signature of the base class)
-        pass
-
-    def do_POST(self):  # noqa: N802 (http.server's naming)
-        server: Server = self.server
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        server.requests.append({"path": self.path, "body": body,
-                                "auth": self.headers.get("Authorization")})  # fmt: skip
-        if server.failures_left:
-            server.failures_left -= 1
-            self.send_response(503)
-            self.end_headers()
-            return
-        time.sleep(server.delay)
-        question = body["messages"][0]["content"]
-        answer_a = question.split("Answer A: ")[1].split("\n")[0]
-        reply = {
-            "prefer-jazz": "A" if "jazz" in answer_a else "B",
-            "always-first": "A",
-            "chatty": "I would say answer B, clearly.",
-        }.get(server.mode)
-        if server.mode == "malformed":
-            payload = b'{"choices": []}'
-        elif server.mode == "not-json":
-            payload = b"<html>gateway</html>"
-        else:
-            message = {"role": "assistant", "content": reply}
-            payload = json.dumps({"choices": [{"message": message}]}).encode()
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (the slow-reply test)
-
-
 @pytest.fixture
 def server():
-    httpd = Server()
+    httpd = ChatServer()
     with serving(httpd) as base:
         yield httpd, f"{base}/v1"
 
@@ -115,12 +60,16 @@ def test_transient_server_errors_are_retried(server):
     judge = HttpJudge(url, "m", timeout=5, retries=2, backoff=0.01)
     assert judge.choose("c", "q", JAZZ, ROCK) == "A"
     assert len(httpd.requests) == 3
+    httpd.failures_left = 3  # more than the retries: an error, no choice
+    with pytest.raises(JudgeError, match=r"/v1/chat/completions: HTTP 503 after 3 attempts$"):
+        judge.choose("c", "q", JAZZ, ROCK)
+    assert len(httpd.requests) == 6
 
 
 @pytest.mark.parametrize(
     ("mode", "delay", "message"),
     [("malformed", 0.0, "malformed reply"), ("not-json", 0.0, "malformed reply"),
-     ("prefer-jazz", 2.0, "timed out after 2 attempts")],
+     ("prefer-jazz", 2.0, r"no reply within judge.timeout_s=0.5 s after 2 attempts")],
 )  # fmt: skip
 def test_slow_or_malformed_replies_raise_never_decide(server, mode, delay, message):
     httpd, url = server

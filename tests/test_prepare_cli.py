@@ -116,6 +116,47 @@ def test_rating_of_an_unknown_movie(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("encode", "words"),
+    [
+        (lambda lines: "\n".join(lines).replace("::", "\t").encode(),
+         ":1: expected 4 fields separated by '::' (UserID::MovieID::Rating::Timestamp), found 1"),
+        (lambda lines: "\n".join(lines).encode("utf-16"),
+         ":1: NUL byte, expected latin-1 text (is it UTF-16?)"),
+    ],
+    ids=["tab-separated", "utf-16"],
+)  # fmt: skip
+def test_wrong_separator_or_encoding_names_file_and_line(tmp_path, encode, words):
+    raw = write_raw(tmp_path / "raw")
+    (raw / "ratings.dat").write_bytes(encode(ratings_lines()))
+    out = tmp_path / "prepared"
+    line = one_error_line(prepare_cli(tmp_path, raw, out))
+    assert f"{raw / 'ratings.dat'}{words}" in line
+    assert not out.exists()
+
+
+def test_no_user_left_after_the_min_ratings_filter(tmp_path):
+    raw = write_raw(tmp_path / "raw", ratings=ratings_lines())
+    config = write_config(tmp_path, raw)
+    settings = yaml.safe_load(config.read_text())
+    settings["movielens"]["min_ratings"] = 16  # the most any user has is 15
+    config.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "prepared"
+    done = run_entry("pgrpo.prepare", "--config", str(config), "--out", str(out), cwd=tmp_path)
+    assert one_error_line(done) == (
+        "error: movielens.min_ratings: 16 drops all 6 users (the most ratings a user has "
+        "is 15); expected at most 15"
+    )
+    assert not out.exists()
+
+
+def test_users_with_too_little_history_are_dropped_and_counted(tmp_path):
+    raw = write_raw(tmp_path / "raw", ratings=ratings_lines())
+    done = prepare_cli(tmp_path, raw, tmp_path / "prepared")
+    assert done.returncode == 0, done.stderr
+    assert "users: 5, users dropped (fewer than 10 ratings): 1," in done.stdout  # user 9
+
+
 # ------------------------------------------------------------------------- good input
 
 

@@ -4,6 +4,7 @@ refuses test reviews among its training reviews."""
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import numpy as np
@@ -115,3 +116,60 @@ def test_bad_rating_groups_are_named(goodreads, tmp_path):
                      "--raw", str(goodreads["root"] / "missing.parquet"),
                      "--out", str(tmp_path / "out"))  # fmt: skip
     assert "reviews.rating_groups: every rating 1-5" in one_error_line(done)
+
+
+def prepare_reviews(tmp_path, raw, source="goodreads"):
+    """``pgrpo.prepare --task reviews --raw raw``; (the finished process, the output folder)."""
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"reviews": {"source": source}}))
+    out = tmp_path / "out"
+    done = run_entry("pgrpo.prepare", "--config", str(config), "--task", "reviews",
+                     "--raw", str(raw), "--out", str(out))  # fmt: skip
+    return done, out
+
+
+def test_a_truncated_gzip_file_is_named(goodreads, tmp_path):
+    whole = gzip.compress((goodreads["root"] / "goodreads_reviews.json").read_bytes())
+    raw = tmp_path / "reviews.json.gz"
+    raw.write_bytes(whole[: len(whole) // 2])  # a download cut short
+    done, out = prepare_reviews(tmp_path, raw)
+    line = one_error_line(done)
+    assert line.startswith(f"error: {raw}: truncated or corrupt gzip file (")
+    assert not out.exists()
+
+
+def test_another_encoding_is_named_with_its_line(goodreads, tmp_path):
+    lines = (goodreads["root"] / "goodreads_reviews.json").read_text().splitlines()
+    lines[4] = json.dumps({"review_id": "z", "book_id": "1", "rating": 4,
+                           "review_text": "Très beau"}, ensure_ascii=False)  # fmt: skip
+    raw = tmp_path / "latin1.json"
+    raw.write_bytes("\n".join(lines).encode("latin-1"))
+    done, out = prepare_reviews(tmp_path, raw)
+    assert one_error_line(done) == f"error: {raw}:5: not valid UTF-8 text"
+    assert not out.exists()
+
+
+def test_a_missing_column_is_named(tmp_path):
+    import pandas as pd
+
+    raw = tmp_path / "clothing.parquet"
+    pd.DataFrame({"Clothing ID": [1], "Title": ["t"], "Review Text": ["Nice."],
+                  "Division Name": ["d"], "Department Name": ["d"],
+                  "Class Name": ["c"]}).to_parquet(raw)  # fmt: skip
+    done, out = prepare_reviews(tmp_path, raw, source="clothing")
+    assert one_error_line(done) == f"error: {raw}: missing column(s) Rating"
+    assert not out.exists()
+
+
+def test_no_review_left_after_skipping_is_an_error(tmp_path):
+    raw = tmp_path / "unrated.json"
+    rows = [{"review_id": f"r{i}", "book_id": "1", "rating": 0, "review_text": "fine"}
+            for i in range(3)] + [{"review_id": "e", "book_id": "1", "rating": 5,
+                                   "review_text": " "}]  # fmt: skip
+    raw.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done, out = prepare_reviews(tmp_path, raw)
+    assert one_error_line(done) == (
+        f"error: {raw}: no review with text and a rating 1-5 (4 rows skipped), expected at "
+        "least one"
+    )
+    assert not out.exists()

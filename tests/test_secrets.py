@@ -11,9 +11,8 @@ from __future__ import annotations
 import shutil
 
 import yaml
-from localhost import serving
+from localhost import ChatServer, serving
 from pipeline_run import API_KEY_ENV, TEST_CONFIG, snakemake
-from test_judge import Server
 
 
 def files_containing(root, secret: bytes) -> list[str]:
@@ -31,7 +30,7 @@ def test_the_judge_key_is_sent_and_never_written(pipeline, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(pipeline["dir"], work, symlinks=True)
     env = dict(pipeline["env"], MLFLOW_TRACKING_URI=f"sqlite:///{work}/mlflow.db")
-    httpd = Server()
+    httpd = ChatServer()
     httpd.mode = "always-first"
     with serving(httpd) as base:
         judge = {"backend": "http", "base_url": f"{base}/v1", "api_model": "judge-test",

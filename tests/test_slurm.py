@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from pipeline_run import environment, snakemake
+from pipeline_run import TEST_CONFIG, environment, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 # The Snakefile's `localrules:` block: the rules that run on the submitting node.
@@ -88,8 +88,12 @@ def test_a_2gpu_training_job_gets_2_gpus_and_trains_with_2_processes(slurm_run, 
     shutil.copytree(slurm_run["dir"], work, symlinks=True)
     run = ".test/outputs/tiny/movielens/kmeans_k3/seed0/pgrpo"
     env = environment(work)
-    proc = snakemake(work, f"{run}/metrics.jsonl", "--force", "--config",
-                     'launch={"accelerate_config": "2gpu"}', env=env, executor="slurm")  # fmt: skip
+    # No GPU on the CI cluster: its 2 "GPUs" are CPU processes (launch.cpu_fallback). A
+    # file, as --config passes a nested true as the string 'true'.
+    gpus = tmp_path / "2gpu.yaml"
+    gpus.write_text("launch: {accelerate_config: 2gpu, cpu_fallback: true}\n")
+    proc = snakemake(work, f"{run}/metrics.jsonl", "--force", "--configfile",
+                     str(TEST_CONFIG), str(gpus), env=env, executor="slurm")  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ((job_id, rule),) = _submitted(proc.stdout + proc.stderr).items()
     assert rule == "train"

@@ -168,7 +168,14 @@ def build_examples(
         raise PgrpoError(f"seed: expected a non-negative integer, got {seed}")
     universe = np.unique(ml.ratings.item_id.to_numpy())
     splits: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
-    for user, seq in sorted(user_sequences(ml).items()):
+    sequences = user_sequences(ml)
+    most = max(map(len, sequences.values()), default=0)
+    if most < min_ratings:  # every user would be dropped: nothing to train or test on
+        raise PgrpoError(
+            f"movielens.min_ratings: {min_ratings} drops all {len(sequences)} users (the most "
+            f"ratings a user has is {most}); expected at most {most}"
+        )
+    for user, seq in sorted(sequences.items()):
         n = len(seq)
         if n < min_ratings:
             continue

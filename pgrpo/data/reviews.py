@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -73,31 +74,47 @@ def load_goodreads_reviews(path: str | Path) -> tuple[list[dict], int]:
     path = Path(path)
     if not path.is_file():
         raise PgrpoError(f"{path}: file not found")
-    opener = gzip.open if path.suffix == ".gz" else open
     records, skipped = [], 0
-    with opener(path, "rt", encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise PgrpoError(f"{path}:{number}: not a JSON object") from None
-            missing = [k for k in GOODREADS_KEYS if k not in row]
-            if missing:
-                raise PgrpoError(f"{path}:{number}: missing {', '.join(map(repr, missing))}")
-            rating, text = row["rating"], _text(row["review_text"])
-            if rating not in (0, 1, 2, 3, 4, 5):
-                raise PgrpoError(f"{path}:{number}: rating {rating!r} is not 0-5")
-            if rating == 0 or not text:
-                skipped += 1
-                continue
-            records.append({
-                "review_id": str(row["review_id"]), "item_id": str(row["book_id"]),
-                "item": f"the book {row['book_id']}", "title": "", "rating": int(rating),
-                "text": text,
-            })  # fmt: skip
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            raise PgrpoError(f"{path}:{number}: not a JSON object")
+        missing = [k for k in GOODREADS_KEYS if k not in row]
+        if missing:
+            raise PgrpoError(f"{path}:{number}: missing {', '.join(map(repr, missing))}")
+        rating, text = row["rating"], _text(row["review_text"])
+        if rating not in (0, 1, 2, 3, 4, 5):
+            raise PgrpoError(f"{path}:{number}: rating {rating!r} is not 0-5")
+        if rating == 0 or not text:
+            skipped += 1
+            continue
+        records.append({
+            "review_id": str(row["review_id"]), "item_id": str(row["book_id"]),
+            "item": f"the book {row['book_id']}", "title": "", "rating": int(rating),
+            "text": text,
+        })  # fmt: skip
     return records, skipped
+
+
+def _lines(path: Path):
+    """(line number, line) of a UTF-8 text file, gunzipped when it ends in .gz; a truncated
+    archive or another encoding stops with one line naming the file (and line)."""
+    gz = path.suffix == ".gz"
+    number = 0
+    try:
+        with (gzip.open if gz else open)(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                yield number, raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PgrpoError(f"{path}:{number}: not valid UTF-8 text") from None
+    except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        what = "truncated or corrupt gzip file" if gz else "unreadable"
+        raise PgrpoError(f"{path}: {what} ({e})") from None
 
 
 def group_spec(groups: list[list[int]] | None) -> list[list[int]]:

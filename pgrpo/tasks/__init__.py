@@ -6,6 +6,7 @@ the report treat MovieLens, personas and reviews alike.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from pgrpo.io import PgrpoError, read_jsonl
@@ -28,6 +29,24 @@ class Task:
         """:meth:`score` of each (completion, example) pair; tasks with a batched reward model
         override this."""
         return [self.score(c, e) for c, e in zip(completions, examples, strict=True)]
+
+    def checked_scores(
+        self, completions: list[str], examples: list[dict]
+    ) -> list[tuple[float, bool]]:
+        """:meth:`scores`, each reward checked: a NaN or infinite one stops with a one-line
+        error naming the task, the example and the value, before it can reach an advantage or
+        the running cluster statistics (one NaN would poison a cluster's mean for good)."""
+        scored = self.scores(completions, examples)
+        for (reward, _), example, completion in zip(scored, examples, completions, strict=True):
+            if not math.isfinite(reward):
+                where = f"user {example.get('user_id')}"
+                if "position" in example:
+                    where += f", position {example['position']}"
+                raise PgrpoError(
+                    f"{self.name} task: reward {reward} for {where} (answer "
+                    f"{completion[:40]!r}), expected a finite number"
+                )
+        return scored
 
     def group_of(self, example: dict) -> str | None:
         """The example's true preference group, when the task knows one (the persona, the

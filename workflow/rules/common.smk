@@ -1,14 +1,30 @@
 # Configuration validation, output paths and target lists shared by every rule file.
 import os
 import re
+import sys
 
 import yaml
 
 from pgrpo.config import TASK_SECTIONS, task_config, validate_config
+from pgrpo.io import PgrpoError
 from pgrpo.models import model_dir_name
 from pgrpo.prepare import PREPARED_FILES
 
-validate_config(config, ", ".join(map(str, workflow.configfiles)) or "config")
+
+def or_exit(function, *args):
+    """``function(*args)``; a PgrpoError (bad config) stops Snakemake with the one line the
+    entry points print, instead of a traceback."""
+    try:
+        return function(*args)
+    except PgrpoError as e:
+        sys.exit(f"error: {e}")
+
+
+# Where the values came from, for the error line: the config files, and --config.
+CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
+if workflow.config_settings.config:
+    CONFIG_SOURCE += " + --config"
+or_exit(validate_config, config, CONFIG_SOURCE)
 
 RESOURCES = config["paths"]["resources"]
 OUTPUTS = config["paths"]["outputs"]
@@ -34,6 +50,24 @@ wildcard_constraints:
     seed=r"\d+",
 
 
+def accelerate_launch():
+    """`accelerate launch` prefix of a training job and its number of processes (GPUs, or
+    CPU processes): launch.accelerate_config, else train.num_processes."""
+    from pgrpo.launch import launch_plan
+
+    return launch_plan(config)
+
+
+LAUNCH, TRAIN_PROCESSES = or_exit(accelerate_launch)
+# What a training job asks a cluster for: one GPU per process when an accelerate config
+# file is chosen (SLURM's --gres; `gpu` for executors that read that name).
+TRAIN_GPUS = (
+    {"gres": f"gpu:{TRAIN_PROCESSES}", "gpu": TRAIN_PROCESSES}
+    if config["launch"]["accelerate_config"]
+    else {}
+)
+
+
 def effective_config():
     """The merged, validated config every entry point reads (configfile + --configfile +
     --config). Rewritten only when it changes; rules re-run on the config sections they
@@ -49,24 +83,6 @@ def effective_config():
 CONFIG = effective_config()
 # Start stamp of this invocation (written by the Snakefile's onstart), for the manifest.
 RUN_STARTED = f"{OUTPUTS}/run_started.json"
-
-
-def accelerate_launch():
-    """`accelerate launch` prefix of a training job and its number of processes (GPUs, or
-    CPU processes): launch.accelerate_config, else train.num_processes."""
-    from pgrpo.launch import launch_plan
-
-    return launch_plan(config)
-
-
-LAUNCH, TRAIN_PROCESSES = accelerate_launch()
-# What a training job asks a cluster for: one GPU per process when an accelerate config
-# file is chosen (SLURM's --gres; `gpu` for executors that read that name).
-TRAIN_GPUS = (
-    {"gres": f"gpu:{TRAIN_PROCESSES}", "gpu": TRAIN_PROCESSES}
-    if config["launch"]["accelerate_config"]
-    else {}
-)
 
 
 def prepared(task, *names):

@@ -106,8 +106,11 @@ def resume(trainer, out, fingerprint: dict) -> Resumed:
     acc = trainer.accelerator
     try:
         state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a damaged file is reported as such
-        raise PgrpoError(f"{folder / 'state.pt'}: unreadable checkpoint ({e}); delete it") from e
+    except Exception as e:  # noqa: BLE001 - a damaged file is reported as such, in one line
+        raise PgrpoError(
+            f"{folder / 'state.pt'}: unreadable checkpoint ({type(e).__name__}); delete "
+            f"{folder} to start over"
+        ) from None
     changed = sorted(
         k for k in fingerprint.keys() | state["fingerprint"].keys()
         if fingerprint.get(k) != state["fingerprint"].get(k)

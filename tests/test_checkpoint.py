@@ -63,3 +63,19 @@ def test_checkpoint_holds_only_tensors_and_plain_values(runs):
     assert state["trainer"]["cluster_stats"]["count"].dtype == torch.float64
     rng = torch.load(folder / "rng-rank0.pt", weights_only=True)
     assert set(rng) >= {"python", "numpy", "torch"}
+
+
+def test_a_damaged_checkpoint_is_one_line_naming_it(tmp_path):
+    from types import SimpleNamespace
+
+    from pgrpo.checkpoint import resume
+    from pgrpo.io import PgrpoError
+    from pgrpo.launch import make_accelerator
+
+    folder = tmp_path / "checkpoints/step-000003"
+    folder.mkdir(parents=True)
+    (folder / "state.pt").write_bytes(b"not a checkpoint")
+    trainer = SimpleNamespace(accelerator=make_accelerator())  # resume reads before it restores
+    message = r"step-000003/state.pt: unreadable checkpoint \(UnpicklingError\); delete "
+    with pytest.raises(PgrpoError, match=message + r".*step-000003 to start over$"):
+        resume(trainer, tmp_path, {})

@@ -73,9 +73,21 @@ class Stopped(Exception):
 
 
 def load_clusters(path: str | Path) -> tuple[dict[int, int], int]:
-    """(user -> cluster id, K) from the clustering rule's JSON."""
+    """(user -> cluster id, K) from the clustering rule's JSON; one line naming the file when
+    it is not one (a missing key, a non-integer id, a cluster id outside 0..K-1)."""
     data = read_json(path)
-    return {int(u): int(c) for u, c in data["assignment"].items()}, int(data["num_clusters"])
+    try:
+        k = int(data["num_clusters"])
+        assignment = {int(u): int(c) for u, c in data["assignment"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise PgrpoError(
+            f"{path}: not a clusters file ({type(e).__name__}: {e}), expected "
+            '{"num_clusters": K, "assignment": {"<user id>": <cluster id>, ...}}'
+        ) from None
+    outside = sorted({c for c in assignment.values() if not 0 <= c < k})
+    if outside:
+        raise PgrpoError(f"{path}: cluster ids {outside} outside 0..{k - 1} (num_clusters {k})")
+    return assignment, k
 
 
 def cluster_statistics(stats) -> dict:

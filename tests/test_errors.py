@@ -23,17 +23,21 @@ EXAMPLE = {"user_id": 1, "position": 5, "history": [1, 2, 3, 4, 5], "target": 6,
            "candidates": [6, 7, 8, 9], "answer": "A"}  # fmt: skip
 
 
-def train_cli(tmp_path: Path, config: dict, *, model: str = "model", env: dict | None = None):
+def train_cli(
+    tmp_path: Path, config: dict, *, model: str = "model", env: dict | None = None,
+    clusters: dict | None = None,
+):  # fmt: skip
     """``pgrpo.train`` on a one-example MovieLens folder of ``tmp_path`` under ``config``;
     (the finished process, the output folder)."""
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
+    data_clusters = clusters
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     if not (data / "train.jsonl").exists():
         (data / "train.jsonl").write_text(json.dumps(EXAMPLE) + "\n")
     clusters = tmp_path / "clusters.json"
-    clusters.write_text(json.dumps({"num_clusters": 1, "assignment": {"1": 0}}))
+    clusters.write_text(json.dumps(data_clusters or {"num_clusters": 1, "assignment": {"1": 0}}))
     out = tmp_path / "run"
     done = run_entry(
         "pgrpo.train", "--config", str(path), "--method", "pgrpo", "--model",
@@ -41,6 +45,22 @@ def train_cli(tmp_path: Path, config: dict, *, model: str = "model", env: dict |
         "--out", str(out), "--no-progress", cwd=tmp_path, env=env,
     )  # fmt: skip
     return done, out
+
+
+@pytest.mark.parametrize(
+    ("clusters", "message"),
+    [
+        ({"num_clusters": 1}, "not a clusters file (KeyError: 'assignment'), expected "),
+        (
+            {"num_clusters": 2, "assignment": {"1": 2}},
+            "cluster ids [2] outside 0..1 (num_clusters 2)",
+        ),
+    ],
+)
+def test_a_broken_clusters_file_is_one_line_naming_it(tmp_path, clusters, message):
+    done, out = train_cli(tmp_path, {}, clusters=clusters)
+    assert one_error_line(done).startswith(f"error: {tmp_path / 'clusters.json'}: {message}")
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------------- config

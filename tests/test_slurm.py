@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from pipeline_run import TEST_CONFIG, environment, snakemake
+from pipeline_run import TEST_CONFIG, environment, snakemake, snakemake_command
 
 REPO = Path(__file__).resolve().parents[1]
 # The Snakefile's `localrules:` block: the rules that run on the submitting node.
@@ -108,3 +109,54 @@ def test_a_2gpu_training_job_gets_2_gpus_and_trains_with_2_processes(slurm_run, 
         filter_string=f"tags.slurm_job_id = '{job_id}'",
     )
     assert latest.data.tags["processes"] == "2" and latest.info.status == "FINISHED"
+
+
+def test_a_preempted_training_job_checkpoints_and_its_retry_resumes(slurm_run, tmp_path):
+    """SIGTERM to a running training job (what SLURM sends on preemption or at the time limit,
+    here `scancel --signal=TERM`): it checkpoints and fails, the profile's retry resubmits it,
+    and the new job resumes from the checkpoint into the same MLflow run."""
+    from mlflow.tracking import MlflowClient
+
+    work = tmp_path / "work"
+    shutil.copytree(slurm_run["dir"], work, symlinks=True)
+    run = ".test/outputs/tiny/movielens/kmeans_k3/seed0/pgrpo"
+    env = environment(work)
+    longer = tmp_path / "longer.yaml"
+    longer.write_text("train: {steps: 200, checkpoint_every: 1}\n")
+    cmd = snakemake_command(work, f"{run}/metrics.jsonl", "--force", "--configfile",
+                            str(TEST_CONFIG), str(longer), executor="slurm")  # fmt: skip
+    log = tmp_path / "snakemake.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline, signalled = time.monotonic() + 600, None
+        while proc.poll() is None and time.monotonic() < deadline and signalled is None:
+            if list((work / run).glob("checkpoints/step-*/state.pt")):
+                queue = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True,
+                                       text=True, timeout=30).stdout.split("\n")  # fmt: skip
+                jobs = [line.split()[0] for line in queue if "rule_train_" in line]
+                if jobs:
+                    signalled = jobs[0]
+                    subprocess.run(["scancel", "--signal=TERM", signalled], check=True)
+            time.sleep(0.2)
+        assert proc.wait(timeout=900) == 0, log.read_text()[-3000:]
+    assert signalled is not None, "the training ended before it could be signalled"
+    first, retry = _submitted(log.read_text())  # job ids, in submission order
+    assert first == signalled
+    train_log = work / ".test/outputs/logs/train/tiny/movielens_kmeans_k3_seed0_pgrpo.log"
+    resumed = re.search(
+        r"resuming from \S+step-(\d{6}) \(step (\d+) of 200\)", train_log.read_text()
+    )
+    assert resumed and 0 < int(resumed[2]) < 200
+    assert len((work / run / "metrics.jsonl").read_text().splitlines()) == 200
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    name = slurm_run["config"]["mlflow"]["experiment"]
+    experiment = client.get_experiment_by_name(name).experiment_id
+
+    def tagged(job_id: str) -> list:
+        return client.search_runs([experiment], filter_string=f"tags.slurm_job_id = '{job_id}'")
+
+    # One run: the retry continued (and re-tagged) the preempted job's run.
+    (latest,) = tagged(retry)
+    assert tagged(first) == [] and latest.info.status == "FINISHED"
+    history = client.get_metric_history(latest.info.run_id, "reward_mean")
+    assert sorted(m.step for m in history) == list(range(200))

@@ -82,18 +82,26 @@ def _job_record(job_id: str) -> str:
     return done.stdout
 
 
+# The training job the tests below run again in a copy of the session's run.
+RUN = ".test/outputs/tiny/movielens/kmeans_k3/seed0/pgrpo"
+
+
+def _copy_of(slurm_run: dict, tmp_path: Path) -> tuple[Path, dict]:
+    """A copy of the session's run folder and its environment (its own MLflow store)."""
+    work = tmp_path / "work"
+    shutil.copytree(slurm_run["dir"], work, symlinks=True)
+    return work, environment(work)
+
+
 def test_a_2gpu_training_job_gets_2_gpus_and_trains_with_2_processes(slurm_run, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    work = tmp_path / "work"
-    shutil.copytree(slurm_run["dir"], work, symlinks=True)
-    run = ".test/outputs/tiny/movielens/kmeans_k3/seed0/pgrpo"
-    env = environment(work)
+    work, env = _copy_of(slurm_run, tmp_path)
     # No GPU on the CI cluster: its 2 "GPUs" are CPU processes (launch.cpu_fallback). A
     # file, as --config passes a nested true as the string 'true'.
     gpus = tmp_path / "2gpu.yaml"
     gpus.write_text("launch: {accelerate_config: 2gpu, cpu_fallback: true}\n")
-    proc = snakemake(work, f"{run}/metrics.jsonl", "--force", "--configfile",
+    proc = snakemake(work, f"{RUN}/metrics.jsonl", "--force", "--configfile",
                      str(TEST_CONFIG), str(gpus), env=env, executor="slurm")  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     ((job_id, rule),) = _submitted(proc.stdout + proc.stderr).items()
@@ -117,20 +125,17 @@ def test_a_preempted_training_job_checkpoints_and_its_retry_resumes(slurm_run, t
     and the new job resumes from the checkpoint into the same MLflow run."""
     from mlflow.tracking import MlflowClient
 
-    work = tmp_path / "work"
-    shutil.copytree(slurm_run["dir"], work, symlinks=True)
-    run = ".test/outputs/tiny/movielens/kmeans_k3/seed0/pgrpo"
-    env = environment(work)
+    work, env = _copy_of(slurm_run, tmp_path)
     longer = tmp_path / "longer.yaml"
     longer.write_text("train: {steps: 200, checkpoint_every: 1}\n")
-    cmd = snakemake_command(work, f"{run}/metrics.jsonl", "--force", "--configfile",
+    cmd = snakemake_command(work, f"{RUN}/metrics.jsonl", "--force", "--configfile",
                             str(TEST_CONFIG), str(longer), executor="slurm")  # fmt: skip
     log = tmp_path / "snakemake.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline, signalled = time.monotonic() + 600, None
         while proc.poll() is None and time.monotonic() < deadline and signalled is None:
-            if list((work / run).glob("checkpoints/step-*/state.pt")):
+            if list((work / RUN).glob("checkpoints/step-*/state.pt")):
                 queue = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True,
                                        text=True, timeout=30).stdout.split("\n")  # fmt: skip
                 jobs = [line.split()[0] for line in queue if "rule_train_" in line]
@@ -147,7 +152,7 @@ def test_a_preempted_training_job_checkpoints_and_its_retry_resumes(slurm_run, t
         r"resuming from \S+step-(\d{6}) \(step (\d+) of 200\)", train_log.read_text()
     )
     assert resumed and 0 < int(resumed[2]) < 200
-    assert len((work / run / "metrics.jsonl").read_text().splitlines()) == 200
+    assert len((work / RUN / "metrics.jsonl").read_text().splitlines()) == 200
     client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     name = slurm_run["config"]["mlflow"]["experiment"]
     experiment = client.get_experiment_by_name(name).experiment_id

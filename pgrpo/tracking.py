@@ -188,9 +188,10 @@ class Tracker:
                 stale = self._unfinished(tags.get(RUN_DIR_TAG))
                 run = mlflow.start_run(run_name=run_name, tags=tags)
                 mlflow.log_params(params)
+                client = mlflow.MlflowClient()
                 for old in stale:  # killed before its first checkpoint: superseded
-                    mlflow.MlflowClient().set_tag(old, "pgrpo.superseded_by", run.info.run_id)
-                    mlflow.MlflowClient().set_terminated(old, "KILLED")
+                    client.set_tag(old, "pgrpo.superseded_by", run.info.run_id)
+                    client.set_terminated(old, "KILLED")
             self.run_id = run.info.run_id
 
     @staticmethod

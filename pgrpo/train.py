@@ -56,11 +56,12 @@ OPERATIONAL = ("threads", "log_every", "checkpoint_every")
 
 def run_fingerprint(config: dict, args, tags: dict) -> dict:
     """What identifies a training run; a checkpoint is resumed only when it is unchanged:
-    method, seed, data, clusters, reward model, processes, and every setting it trains with."""
+    method, seed, data, clusters, reward model and every setting it trains with (the number
+    of processes is checked by :func:`pgrpo.checkpoint.resume` itself)."""
     train = {k: v for k, v in config["train"].items() if k not in OPERATIONAL}
     settings = {"train": train, "lora": config["lora"], "model": config["model"],
                 "seed": config["seed"], "task": config.get(args.task)}  # fmt: skip
-    keys = ("task", "method", "seed", "data_sha256", "clusters_sha256", "processes")
+    keys = ("task", "method", "seed", "data_sha256", "clusters_sha256")
     fingerprint = {k: str(tags[k]) for k in keys}
     fingerprint["settings"] = config_hash(settings)
     if args.reward_model:

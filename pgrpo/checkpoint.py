@@ -80,9 +80,10 @@ def save(trainer, out, next_step: int, history: list[dict], run_id, fingerprint:
     with atomic_path(folder / f"rng-rank{acc.process_index}.pt") as tmp:
         torch.save(rng_state(), tmp)
     acc.wait_for_everyone()
+    trainer_state = trainer.state_dict(next_step)  # collective when the model is sharded
     if acc.is_main_process:
         state = {
-            "trainer": trainer.state_dict(next_step),
+            "trainer": trainer_state,
             "history": history,
             "mlflow_run_id": run_id,
             "fingerprint": fingerprint,
@@ -117,6 +118,8 @@ def resume(trainer, out, fingerprint: dict) -> Resumed:
     )  # fmt: skip
     if state["processes"] != acc.num_processes:
         changed.append("processes")
+    if state["trainer"].get("sharded", False) != trainer.sharded:
+        changed.append("sharding")
     if changed:
         warnings.warn(
             f"{folder}: checkpoint of a different run ({', '.join(changed)} changed); "

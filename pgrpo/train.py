@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from pgrpo import checkpoint
+from pgrpo import checkpoint, sharding
 from pgrpo.config import TASKS, config_hash, load_config, task_config
 from pgrpo.io import (
     PgrpoError,
@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         "partition": Path(args.clusters).stem,
         "seed": settings.seed, "git_commit": git_commit(), "config_hash": config_hash(config),
         "model": config["model"]["name"], "processes": accelerator.num_processes,
+        "sharded": trainer.sharded,
         "data_sha256": sha256_of(data_dir / "train.jsonl"),
         "clusters_sha256": sha256_of(args.clusters), RUN_DIR_TAG: run_dir_tag(args.out),
     }  # fmt: skip
@@ -204,10 +205,12 @@ def main(argv: list[str] | None = None) -> None:
         raise
     bar.close()
     elapsed = time.perf_counter() - started
+    # Sharded: the adapter's full tensors, gathered by every process; else peft's own.
+    adapter = sharding.full_trainable_state(trainer.policy) if trainer.sharded else None
     if accelerator.is_main_process:
         out = Path(args.out)
         with atomic_path(out / "adapter", is_dir=True) as tmp:
-            accelerator.unwrap_model(trainer.policy).save_pretrained(tmp)
+            accelerator.unwrap_model(trainer.policy).save_pretrained(tmp, state_dict=adapter)
         write_jsonl(out / "metrics.jsonl", history)
         tracker.log_metrics({"train_seconds": elapsed}, settings.steps)
         tracker.log_artifacts(out / "adapter", "adapter")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pgrpo import sharding
 from pgrpo.advantages import ClusterRewardStats, group_advantages, pgrpo_advantages
 from pgrpo.loss import policy_loss
 from pgrpo.models import autocast
@@ -56,6 +57,7 @@ class TrainSettings:
     log_every: int = 1
     seed: int = 0
     precision: str = "bf16"
+    sharding: str | None = None  # "fsdp": shard the model across processes (pgrpo.sharding)
 
     @classmethod
     def from_config(cls, config: dict, method: str) -> TrainSettings:
@@ -131,8 +133,13 @@ class Trainer:
                 f"the {world} processes"
             )
         # No DDP wrapper: a step runs the model several times before one backward (shared
-        # prompt cache), so gradients are averaged across processes explicitly instead.
-        self.policy = policy.to(accelerator.device)
+        # prompt cache), so gradients are averaged across processes explicitly instead;
+        # sharded (FSDP2), FSDP reduce-scatters them itself.
+        self.sharded = sharding.wants_sharding(accelerator, settings.sharding)
+        if self.sharded:
+            self.policy = sharding.shard(policy, accelerator)
+        else:
+            self.policy = policy.to(accelerator.device)
         self.params = [p for p in policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=settings.learning_rate)
 
@@ -240,7 +247,7 @@ class Trainer:
 
     def _average_gradients(self) -> None:
         """Mean of the adapter gradients over processes (equal local batch sizes)."""
-        if self.accelerator.num_processes == 1:
+        if self.accelerator.num_processes == 1 or self.sharded:
             return
         for p in self.params:
             if p.grad is not None:
@@ -276,16 +283,22 @@ class Trainer:
     def state_dict(self, next_step: int) -> dict:
         """Everything a resumed run needs: adapter, optimiser, cluster statistics, next step.
 
-        Sampling needs no state: its generators are seeded by (seed, step, prompt).
+        Sampling needs no state: its generators are seeded by (seed, step, prompt). Full
+        tensors: collective (every process calls it) when the model is sharded.
         """
+        optimizer = (
+            sharding.full_optimizer_state(self.policy, self.optimizer)
+            if self.sharded
+            else self.optimizer.state_dict()
+        )
         return {
             "next_step": next_step,
-            "adapter": {n: p.detach().clone() for n, p in self.policy.named_parameters()
-                        if p.requires_grad},
-            "optimizer": self.optimizer.state_dict(),
+            "adapter": sharding.full_trainable_state(self.policy),
+            "optimizer": optimizer,
             "cluster_stats": self.cluster_stats.state_dict(),
             "method": self.settings.method,
-        }  # fmt: skip
+            "sharded": self.sharded,
+        }
 
     def load_state_dict(self, state: dict) -> int:
         """Restore :meth:`state_dict`; returns the step to continue from."""
@@ -293,11 +306,11 @@ class Trainer:
             raise ValueError(
                 f"checkpoint is of method {state['method']!r}, not {self.settings.method!r}"
             )
-        params = dict(self.policy.named_parameters())
-        with torch.no_grad():
-            for name, value in state["adapter"].items():
-                params[name].copy_(value)
-        self.optimizer.load_state_dict(state["optimizer"])
+        sharding.load_trainable_state(self.policy, state["adapter"])
+        if self.sharded:
+            sharding.load_optimizer_state(self.policy, self.optimizer, state["optimizer"])
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.cluster_stats.load_state_dict(state["cluster_stats"])
         return int(state["next_step"])
 

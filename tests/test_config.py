@@ -231,7 +231,7 @@ def test_prepare_cli_rejects_bad_config(tmp_path):
     [
         ("train: {steps: many}", [], "{bad}: train.steps: 'many' is not of type 'integer'"),
         ("launch: {accelerate_config: 3gpu}", [],
-         "launch.accelerate_config: '3gpu' is not one of 1gpu, 2gpu, 4gpu, 8gpu"),
+         "launch.accelerate_config: '3gpu' is not one of 1gpu, 2gpu, 4gpu, 8gpu, 8gpu_fsdp"),
         # --config reads nested values as strings: the line says where the value came from.
         ("seed: 1", ["--config", 'train={"steps": 5}'],
          "{bad} + --config: train.steps: '5' is not of type 'integer'"),

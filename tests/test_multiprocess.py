@@ -7,29 +7,15 @@ two CPU processes in one group where no GPU is visible."""
 
 from __future__ import annotations
 
-import json
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from tiny_training import launch_steps
 
 from pgrpo.launch import launch_plan
 
 HERE = Path(__file__).resolve().parent
-
-
-def launch(accelerate_config: str | None, model: Path, out: Path, *args: str) -> list[dict]:
-    config = {"launch": {"accelerate_config": accelerate_config}, "train": {"num_processes": 1}}
-    prefix, _ = launch_plan(config)
-    cmd = shlex.split(prefix)
-    cmd[0] = str(Path(sys.executable).with_name("accelerate"))
-    cmd += [str(HERE / "train_steps.py"), "--model", str(model), "--out", str(out), *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=HERE.parent)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [json.loads(p.read_text()) for p in sorted(out.glob("rank*.json"))]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +29,8 @@ def tiny(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tiny):
-    return launch(None, tiny, tiny.parent / "one"), launch("2gpu", tiny, tiny.parent / "two")
+    one = launch_steps(None, tiny, tiny.parent / "one")
+    return one, launch_steps("2gpu", tiny, tiny.parent / "two")
 
 
 def test_two_processes_really_ran(runs):
@@ -102,7 +89,7 @@ def test_each_gpu_config_file_launches_its_number_of_processes(gpus):
 def test_an_unknown_accelerate_config_names_the_files_there_are():
     from pgrpo.io import PgrpoError
 
-    with pytest.raises(PgrpoError, match=r"'3gpu' is not one of 1gpu, 2gpu, 4gpu, 8gpu"):
+    with pytest.raises(PgrpoError, match=r"'3gpu' is not one of 1gpu, 2gpu, 4gpu, 8gpu, 8gpu_fsdp"):
         launch_plan({"launch": {"accelerate_config": "3gpu"}, "train": {"num_processes": 1}})
 
 
@@ -110,11 +97,13 @@ def test_two_processes_stopped_and_resumed_end_like_the_uninterrupted_pair(runs,
     _, two = runs
     model = tiny
     folder = tmp_path / "checkpoint"
-    launch("2gpu", model, tmp_path / "first", "--save-after", "1", "--checkpoint", str(folder))
+    launch_steps(
+        "2gpu", model, tmp_path / "first", "--save-after", "1", "--checkpoint", str(folder)
+    )
     assert sorted(p.name for p in next(folder.glob("checkpoints/step-*")).iterdir()) == [
         "rng-rank0.pt", "rng-rank1.pt", "state.pt",
     ]  # fmt: skip
-    resumed = launch("2gpu", model, tmp_path / "resumed", "--resume", str(folder))
+    resumed = launch_steps("2gpu", model, tmp_path / "resumed", "--resume", str(folder))
     for rank, whole in zip(resumed, two, strict=True):
         assert rank["stats"] == whole["stats"] and rank["rewards"] == whole["rewards"]
         for name, values in whole["adapter"].items():

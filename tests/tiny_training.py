@@ -1,8 +1,13 @@
 """Shared by the trainer tests and the multi-process script: the tiny model, a few real
-MovieLens-100K examples, and a task whose reward varies under a random model."""
+MovieLens-100K examples, a task whose reward varies under a random model, and
+:func:`launch_steps`, which runs tests/train_steps.py the way the workflow launches training."""
 
 from __future__ import annotations
 
+import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 from pgrpo.tasks import Task
@@ -34,3 +39,22 @@ def tiny_training_inputs(model_dir: Path, examples: int = 8):
     clusters = {e["user_id"]: i % 2 for i, e in enumerate(rows)}
     task = LengthParityTask(MovieLensTask.from_items_frame(ml.items))
     return tokenizer, task, rows, clusters, stop_token_ids(tokenizer)
+
+
+def launch_steps(accelerate_config, model: Path, out: Path, *args: str, processes=None):
+    """tests/train_steps.py under ``accelerate launch`` with ``launch.accelerate_config``
+    (None: the command-line flags of one process); ``processes`` overrides the file's number.
+    Returns every rank's report, rank 0 first."""
+    from pgrpo.launch import launch_plan
+
+    here = Path(__file__).resolve().parent
+    config = {"launch": {"accelerate_config": accelerate_config}, "train": {"num_processes": 1}}
+    prefix, _ = launch_plan(config)
+    cmd = shlex.split(prefix)
+    cmd[0] = str(Path(sys.executable).with_name("accelerate"))
+    if processes is not None:
+        cmd += ["--num_processes", str(processes)]
+    cmd += [str(here / "train_steps.py"), "--model", str(model), "--out", str(out), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=here.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(p.read_text()) for p in sorted(Path(out).glob("rank*.json"))]

@@ -1,7 +1,8 @@
 """A few P-GRPO training steps of the tiny model; every process reports what it holds.
 
     accelerate launch --num_processes N [--multi_gpu] tests/train_steps.py \
-        --model DIR --out DIR [--steps 2] [--save-after K --checkpoint F | --resume F]
+        --model DIR --out DIR [--steps 2] [--save-after K --checkpoint F | --resume F] \
+        [--sharding fsdp]
 
 Each rank writes ``rank{r}.json``: the world size, the cluster statistics it holds, the
 last global batch's rewards and advantages and the adapter after the last step. Used by
@@ -18,10 +19,14 @@ from pathlib import Path
 import torch
 from tiny_training import tiny_training_inputs
 
-from pgrpo import checkpoint
+from pgrpo import checkpoint, sharding
 from pgrpo.launch import make_accelerator
 from pgrpo.models import LoraSettings, add_lora, load_base_model
 from pgrpo.trainer import Trainer, TrainSettings
+
+
+def local_numel(p: torch.Tensor) -> int:
+    return p.to_local().numel() if hasattr(p, "to_local") else p.numel()
 
 
 def main() -> None:
@@ -32,6 +37,7 @@ def main() -> None:
     parser.add_argument("--save-after", type=int, default=None, help="stop after K steps")
     parser.add_argument("--checkpoint", default=None, help="folder --save-after saves into")
     parser.add_argument("--resume", default=None, help="folder of a checkpoint to continue from")
+    parser.add_argument("--sharding", default=None, choices=["fsdp"], help="train.sharding")
     args = parser.parse_args()
     torch.set_num_threads(1)
     accelerator = make_accelerator()
@@ -40,7 +46,7 @@ def main() -> None:
     policy = add_lora(load_base_model(args.model), LoraSettings(r=4, alpha=8))
     settings = TrainSettings(
         method="pgrpo", prompts_per_step=4, group_size=4, max_new_tokens=3,
-        learning_rate=0.05, precision="fp32", steps=args.steps,
+        learning_rate=0.05, precision="fp32", steps=args.steps, sharding=args.sharding,
     )  # fmt: skip
     trainer = Trainer(policy, tokenizer, task, accelerator, settings, 2, stop_ids)
     start = checkpoint.resume(trainer, args.resume, {}).next_step if args.resume else 0
@@ -55,8 +61,11 @@ def main() -> None:
                   if isinstance(v, torch.Tensor)},
         "rewards": trainer.last_batch["rewards"].tolist(),
         "advantages": trainer.last_batch["advantages"].tolist(),
-        "adapter": {n: p.detach().reshape(-1).tolist() for n, p in policy.named_parameters()
-                    if p.requires_grad},
+        "adapter": {n: p.reshape(-1).tolist()
+                    for n, p in sharding.full_trainable_state(policy).items()},
+        "sharded": trainer.sharded,
+        # What this process holds of the weights (its shards when sharded).
+        "local_numel": sum(local_numel(p) for p in policy.parameters()),
         "reward_mean": [m["reward_mean"] for m in steps],
     }  # fmt: skip
     out = Path(args.out)

@@ -1,0 +1,144 @@
+"""Sharded training (FSDP2, pgrpo/sharding.py) on two CPU processes (gloo), launched through
+the sharded 8B accelerate file (`8gpu_fsdp`, its process count overridden to 2): each process
+holds half of the weights, a step is the step of one unsharded process, a stopped run resumes
+exactly, and `pgrpo.train` with `train.sharding: fsdp` writes the adapter and metrics an
+unsharded run writes. CUDA/NCCL runs the same code; only the process group differs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from tiny_training import launch_steps
+
+from pgrpo.launch import launch_plan
+
+FSDP = "8gpu_fsdp"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    from tiny_training import tiny_training_inputs
+
+    model = tmp_path_factory.mktemp("sharding") / "tiny"
+    tiny_training_inputs(model)
+    return model
+
+
+@pytest.fixture(scope="module")
+def runs(tiny):
+    one = launch_steps(None, tiny, tiny.parent / "one")
+    return one, launch_steps(FSDP, tiny, tiny.parent / "fsdp", processes=2)
+
+
+def test_the_sharded_file_asks_for_8_gpus_and_fsdp():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    plan = {"launch": {"accelerate_config": FSDP}, "train": {"num_processes": 1}}
+    prefix, processes = launch_plan(plan)
+    assert processes == 8 and prefix.endswith(f"workflow/accelerate/{FSDP}.yaml")
+    loaded = load_config_from_file(prefix.split()[-1])
+    assert loaded.distributed_type.value == "FSDP" and loaded.fsdp_config["fsdp_version"] == 2
+
+
+def test_each_process_holds_half_of_the_weights(runs):
+    (single,), two = runs
+    assert [(r["rank"], r["world"], r["sharded"]) for r in two] == [(0, 2, True), (1, 2, True)]
+    assert not single["sharded"]
+    whole = single["local_numel"]
+    assert sum(r["local_numel"] for r in two) == whole  # every element held exactly once
+    for rank in two:
+        assert rank["local_numel"] <= 0.51 * whole
+
+
+def test_a_sharded_step_is_the_step_of_one_process(runs):
+    (single,), two = runs
+    for rank in two:
+        assert rank["rewards"] == single["rewards"] and rank["stats"] == single["stats"]
+        assert rank["adapter"].keys() == single["adapter"].keys()
+        for name, values in rank["adapter"].items():
+            # As in test_multiprocess: float noise of another summation order, not a step.
+            torch.testing.assert_close(
+                torch.tensor(values), torch.tensor(single["adapter"][name]), rtol=1e-3, atol=2e-4
+            )
+    moved = [max(abs(v) for v in vals) for n, vals in two[0]["adapter"].items() if "lora_B" in n]
+    assert max(moved) > 0
+
+
+def test_a_stopped_sharded_run_resumes_bit_for_bit(runs, tiny, tmp_path):
+    _, two = runs
+    folder = tmp_path / "checkpoint"
+    args = ("--save-after", "1", "--checkpoint", str(folder))
+    launch_steps(FSDP, tiny, tmp_path / "first", *args, processes=2)
+    state = torch.load(next(folder.glob("checkpoints/step-*/state.pt")), weights_only=True)
+    assert state["trainer"]["sharded"] is True
+    # The checkpoint holds full tensors (gathered), not one process's shards.
+    for name, value in state["trainer"]["adapter"].items():
+        assert list(value.reshape(-1).shape) == [len(two[0]["adapter"][name])]
+    resumed = launch_steps(FSDP, tiny, tmp_path / "resumed", "--resume", str(folder), processes=2)
+    for rank, whole in zip(resumed, two, strict=True):
+        assert rank["stats"] == whole["stats"] and rank["rewards"] == whole["rewards"]
+        assert rank["adapter"] == whole["adapter"]
+
+
+def test_a_data_parallel_checkpoint_is_not_resumed_sharded(runs, tiny, tmp_path):
+    _, two = runs
+    folder = tmp_path / "checkpoint"
+    args = ("--save-after", "1", "--checkpoint", str(folder))
+    launch_steps("2gpu", tiny, tmp_path / "first", *args)
+    resumed = launch_steps(FSDP, tiny, tmp_path / "re", "--resume", str(folder), processes=2)
+    assert not list(folder.glob("checkpoints/step-*"))  # the other run's checkpoint is gone
+    for rank, whole in zip(resumed, two, strict=True):  # started over: the sharded run
+        assert rank["adapter"] == whole["adapter"]
+
+
+def train(pipeline: dict, root: Path, name: str, **train) -> Path:
+    """`pgrpo.train` of the `.test` inputs on 2 CPU processes, launched as the workflow
+    launches ``train.num_processes: 2``; returns its output folder."""
+    config = copy.deepcopy(pipeline["config"])
+    config["train"].update(steps=3, num_processes=2, checkpoint_every=1, **train)
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    prefix, processes = launch_plan(config)
+    assert processes == 2
+    d, paths = pipeline["dir"], config["paths"]
+    resources, outputs = d / paths["resources"], d / paths["outputs"]
+    out = root / name
+    cmd = [
+        str(Path(sys.executable).with_name("accelerate")), *prefix.split()[1:],
+        "-m", "pgrpo.train", "--config", str(path), "--task", "movielens", "--method", "pgrpo",
+        "--model", str(resources / "models/tiny"), "--data", str(resources / "movielens"),
+        "--clusters", str(outputs / "movielens/clusters/kmeans_k3.json"),
+        "--seed", "0", "--no-progress", "--out", str(out),
+    ]  # fmt: skip
+    env = dict(pipeline["env"], MLFLOW_TRACKING_URI=f"sqlite:///{root}/mlflow.db")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def test_train_with_sharding_writes_the_adapter_of_a_data_parallel_run(pipeline, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    sharded = train(pipeline, tmp_path, "sharded", sharding="fsdp")
+    plain = train(pipeline, tmp_path, "plain")
+    ours, theirs = (load_file(o / "adapter/adapter_model.safetensors") for o in (sharded, plain))
+    assert ours.keys() == theirs.keys() and len(ours) > 0
+    for name, value in ours.items():
+        assert value.shape == theirs[name].shape  # full tensors, not a shard
+        torch.testing.assert_close(value, theirs[name], rtol=1e-3, atol=2e-4)
+    assert any(v.abs().max() > 0 for n, v in ours.items() if "lora_B" in n)
+    rows = [[json.loads(line) for line in (o / "metrics.jsonl").open()] for o in (sharded, plain)]
+    assert [r["reward_mean"] for r in rows[0]] == [r["reward_mean"] for r in rows[1]]
+    assert not (sharded / "checkpoints").exists()  # saved every step, removed at the end
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    tags = {r.data.tags["pgrpo.run_dir"]: r.data.tags for r in client.search_runs(
+        [e.experiment_id for e in client.search_experiments()])}  # fmt: skip
+    assert sorted(t["sharded"] for t in tags.values()) == ["False", "True"]

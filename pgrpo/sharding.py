@@ -10,7 +10,7 @@ and gradients are reduce-scattered (averaged) by FSDP itself. A process then hol
 It is chosen by ``launch.accelerate_config: 8gpu_fsdp`` (an accelerate file whose
 ``distributed_type`` is FSDP: ``accelerate launch`` exports its ``fsdp_config`` as FSDP_*
 variables, of which the layer class to wrap and ``fsdp_reshard_after_forward`` are read here)
-or by ``train.sharding: fsdp``. pgrpo shards the model itself instead of handing it to
+or by ``launch.sharding: fsdp``. pgrpo shards the model itself instead of handing it to
 ``accelerator.prepare``: the same code then runs on CUDA (NCCL) and as CPU processes (gloo),
 which is how CI tests it.
 
@@ -34,7 +34,7 @@ def launched_with_fsdp() -> bool:
 
 
 def wants_sharding(accelerator, sharding: str | None) -> bool:
-    """Whether to shard: ``train.sharding: fsdp`` or an FSDP accelerate file; more than one
+    """Whether to shard: ``launch.sharding: fsdp`` or an FSDP accelerate file; more than one
     process either way (one process has nothing to shard across)."""
     asked = sharding == "fsdp" or launched_with_fsdp()
     return asked and accelerator.num_processes > 1

@@ -57,15 +57,16 @@ class TrainSettings:
     log_every: int = 1
     seed: int = 0
     precision: str = "bf16"
-    sharding: str | None = None  # "fsdp": shard the model across processes (pgrpo.sharding)
+    sharding: str | None = None  # launch.sharding: "fsdp" shards the model (pgrpo.sharding)
 
     @classmethod
     def from_config(cls, config: dict, method: str) -> TrainSettings:
         train = config["train"]
         fields = {k: train[k] for k in cls.__dataclass_fields__ if k in train}
         return cls(
-            **fields, method=method, seed=config["seed"], precision=config["model"]["precision"]
-        )
+            **fields, method=method, seed=config["seed"], precision=config["model"]["precision"],
+            sharding=config["launch"]["sharding"],
+        )  # fmt: skip
 
 
 def seed_everything(seed: int) -> None:

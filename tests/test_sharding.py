@@ -1,7 +1,7 @@
 """Sharded training (FSDP2, pgrpo/sharding.py) on two CPU processes (gloo), launched through
 the sharded 8B accelerate file (`8gpu_fsdp`, its process count overridden to 2): each process
 holds half of the weights, a step is the step of one unsharded process, a stopped run resumes
-exactly, and `pgrpo.train` with `train.sharding: fsdp` writes the adapter and metrics an
+exactly, and `pgrpo.train` with `launch.sharding: fsdp` writes the adapter and metrics an
 unsharded run writes. CUDA/NCCL runs the same code; only the process group differs."""
 
 from __future__ import annotations
@@ -99,11 +99,12 @@ def test_a_data_parallel_checkpoint_is_not_resumed_sharded(runs, tiny, tmp_path)
         assert rank["adapter"] == whole["adapter"]
 
 
-def train(pipeline: dict, root: Path, name: str, **train) -> Path:
+def train(pipeline: dict, root: Path, name: str, sharding: str | None = None) -> Path:
     """`pgrpo.train` of the `.test` inputs on 2 CPU processes, launched as the workflow
     launches ``train.num_processes: 2``; returns its output folder."""
     config = copy.deepcopy(pipeline["config"])
-    config["train"].update(steps=3, num_processes=2, checkpoint_every=1, **train)
+    config["train"].update(steps=3, num_processes=2, checkpoint_every=1)
+    config["launch"]["sharding"] = sharding
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     prefix, processes = launch_plan(config)

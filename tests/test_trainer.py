@@ -34,15 +34,18 @@ def test_every_train_option_reaches_the_settings():
     with open("workflow/schemas/config.schema.yaml") as f:
         schema_keys = set(yaml.safe_load(f)["properties"]["train"]["properties"])
     assert schema_keys - LAUNCH_KEYS == set(NON_DEFAULT)  # a new key must be wired and tested
-    config = validate_config(
-        {"train": dict(NON_DEFAULT), "seed": 3, "model": {"precision": "fp32"}}
-    )
+    config = validate_config({
+        "train": dict(NON_DEFAULT), "seed": 3, "model": {"precision": "fp32"},
+        "launch": {"sharding": "fsdp"},
+    })  # fmt: skip
     settings = TrainSettings.from_config(config, "grpo")
     for key, value in NON_DEFAULT.items():
         assert getattr(settings, key) == value, key
     assert (settings.seed, settings.precision, settings.method) == (3, "fp32", "grpo")
+    assert settings.sharding == "fsdp"
     defaults = TrainSettings.from_config(validate_config({}), "pgrpo")
     assert all(getattr(defaults, k) != v for k, v in NON_DEFAULT.items())
+    assert defaults.sharding is None
 
 
 def batch(seed: int = 0, groups: int = 6, g: int = 4):

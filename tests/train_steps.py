@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--save-after", type=int, default=None, help="stop after K steps")
     parser.add_argument("--checkpoint", default=None, help="folder --save-after saves into")
     parser.add_argument("--resume", default=None, help="folder of a checkpoint to continue from")
-    parser.add_argument("--sharding", default=None, choices=["fsdp"], help="train.sharding")
+    parser.add_argument("--sharding", default=None, choices=["fsdp"], help="launch.sharding")
     args = parser.parse_args()
     torch.set_num_threads(1)
     accelerator = make_accelerator()

@@ -69,6 +69,21 @@ def shard(model, accelerator) -> torch.nn.Module:
     return model
 
 
+def broadcast_trainable(model, accelerator) -> None:
+    """Give every process rank 0's trainable parameters (the fresh LoRA matrices), as DDP does
+    when it wraps a model: each process seeds its RNG with seed + rank, so each would
+    otherwise start from its own adapter and data-parallel processes would drift apart."""
+    if accelerator.num_processes == 1:
+        return
+    from accelerate.utils import broadcast
+
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                synced = broadcast(p.detach().to(accelerator.device), from_process=0)
+                p.copy_(synced.to(p.device))
+
+
 def is_sharded(model) -> bool:
     return any(isinstance(p, DTensor) for p in model.parameters())
 

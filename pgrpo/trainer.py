@@ -136,6 +136,7 @@ class Trainer:
         # No DDP wrapper: a step runs the model several times before one backward (shared
         # prompt cache), so gradients are averaged across processes explicitly instead;
         # sharded (FSDP2), FSDP reduce-scatters them itself.
+        sharding.broadcast_trainable(policy, accelerator)
         self.sharded = sharding.wants_sharding(accelerator, settings.sharding)
         if self.sharded:
             self.policy = sharding.shard(policy, accelerator)

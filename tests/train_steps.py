@@ -42,7 +42,9 @@ def main() -> None:
     torch.set_num_threads(1)
     accelerator = make_accelerator()
     tokenizer, task, examples, clusters, stop_ids = tiny_training_inputs(Path(args.model))
-    torch.manual_seed(0)  # the same fresh adapter on every process and in every run
+    # Each process draws its own fresh adapter, as pgrpo.train does (seed + rank): the
+    # Trainer gives every process rank 0's, which is the adapter of the one-process run.
+    torch.manual_seed(accelerator.process_index)
     policy = add_lora(load_base_model(args.model), LoraSettings(r=4, alpha=8))
     settings = TrainSettings(
         method="pgrpo", prompts_per_step=4, group_size=4, max_new_tokens=3,

@@ -20,13 +20,18 @@ include: "workflow/rules/general.smk"
 include: "workflow/rules/simulate.smk"
 
 
-# Cheap rules that a cluster executor runs on the submitting node instead of submitting.
+# Rules that a cluster executor runs on the submitting node instead of submitting: cheap
+# ones, and those that need the internet (compute nodes often have none).
 localrules:
     all,
     table,
     figure,
     reward_curves,
     manifest,
+    download_movielens_1m,
+    download_goodreads,
+    extract_movielens_100k,
+    extract_clothing_reviews,
 
 
 report: "workflow/report/workflow.rst"

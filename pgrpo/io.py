@@ -30,11 +30,19 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
     target = tmp if is_dir else tmp / path.name
     try:
         yield target
-        if is_dir and path.exists():
-            shutil.rmtree(path)
+        if is_dir:
+            os.chmod(target, 0o777 & ~_umask())  # mkdtemp's folders are private (0700)
+            if path.exists():
+                shutil.rmtree(path)
         os.replace(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

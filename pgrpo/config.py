@@ -43,6 +43,11 @@ def _fill_defaults(schema: dict, node: dict) -> None:
             _fill_defaults(sub, node[key])
 
 
+def _yaml_scalar(value) -> str:
+    """A value as the config file spells it: null, true, fsdp (not Python's None, True)."""
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
+
+
 def _error_line(error: jsonschema.ValidationError, source: str, within: str = "") -> str:
     key = within + ".".join(str(p) for p in error.absolute_path) or "<top level>"
     if error.validator == "additionalProperties":
@@ -52,7 +57,7 @@ def _error_line(error: jsonschema.ValidationError, source: str, within: str = ""
         names = ", ".join(f"{prefix}{u}" for u in unknown)
         return f"{source}: {names}: unknown key (allowed: {', '.join(sorted(allowed))})"
     if error.validator == "enum":
-        allowed = ", ".join(map(str, error.validator_value))
+        allowed = ", ".join(map(_yaml_scalar, error.validator_value))
         return f"{source}: {key}: {error.instance!r} is not one of the allowed values ({allowed})"
     return f"{source}: {key}: {error.message}"
 

@@ -305,6 +305,13 @@ def test_a_bad_task_override_names_the_task_and_key(override, message):
         validate_config(override, "c.yaml")
 
 
+def test_allowed_values_are_spelled_as_in_the_config_file():
+    """YAML's null, not Python's None: the user copies the value into config.yaml."""
+    message = "launch.sharding: 'zero3' is not one of the allowed values (null, fsdp)"
+    with pytest.raises(PgrpoError, match=re.escape(message)):
+        validate_config({"launch": {"sharding": "zero3"}}, "c.yaml")
+
+
 def test_unknown_task_is_named():
     with pytest.raises(PgrpoError, match="task: 'music' is not one of"):
         task_config(validate_config({}), "music")

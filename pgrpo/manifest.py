@@ -32,13 +32,17 @@ PACKAGES = ("torch", "transformers", "accelerate", "peft", "scikit-learn", "nump
             "snakemake", "mlflow", "dvc", "sentence-transformers", "pgrpo")  # fmt: skip
 
 
+MARKER = ".snakemake_timestamp"
+
+
 def checksums(paths: list[str]) -> dict[str, str]:
-    """sha256 of each file; a folder contributes each file inside it (sorted)."""
+    """sha256 of each file; a folder contributes each file inside it (sorted), except
+    Snakemake's empty marker of directory outputs (not data; DVC ignores it too)."""
     out = {}
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file())
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != MARKER)
         elif path.is_file():
             files = [path]
         else:

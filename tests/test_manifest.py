@@ -16,6 +16,7 @@ def test_checksums_cover_files_and_every_file_of_a_folder(tmp_path):
     (tmp_path / "raw" / "sub").mkdir(parents=True)
     (tmp_path / "raw" / "a.txt").write_text("a")
     (tmp_path / "raw" / "sub" / "b.txt").write_text("b")
+    (tmp_path / "raw" / ".snakemake_timestamp").write_text("")  # Snakemake's, not data
     single = tmp_path / "c.txt"
     single.write_text("c")
     sums = checksums([str(tmp_path / "raw"), str(single)])

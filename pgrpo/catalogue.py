@@ -270,9 +270,11 @@ CAPTIONS = {
     "overall, per user cluster and in the worst cluster, parse rate, and the final training "
     "reward (mean of the last 10% of steps); mean ± 95% CI over seeds.",
     "table2_personas": "Table 2: seven synthetic personas: test reward (style + genre score) "
-    "overall, per true persona and in the worst persona; mean ± 95% CI over seeds.",
+    "overall, per true persona and in the worst persona, usable rate, the final training "
+    "reward and the clusters' adjusted Rand index; mean ± 95% CI over seeds.",
     "table3_reviews": "Table 3: review generation: test reward (rating model's probability of "
-    "the target rating) overall, per rating group and in the worst group; mean ± 95% CI.",
+    "the target rating) overall, per rating group and in the worst group, usable rate, the "
+    "final training reward and the rating model's accuracy; mean ± 95% CI over seeds.",
     "table4_general": "Table 4: general capabilities kept: held-out language-modelling loss and "
     "perplexity on general text and multiple-choice accuracy, for the base model and the "
     "adapters trained on each task (task = the training task); mean ± 95% CI over seeds.",

@@ -1,7 +1,10 @@
 """How training processes are started and joined, in one place for the workflow's training
 rule, the training entry point and the multi-process tests.
 
-* ``accelerate_command(n)``: the ``accelerate launch`` prefix. For n > 1 it passes
+* ``python -m pgrpo.launch ARGS`` (:func:`main`): ``accelerate launch ARGS`` whose failure is
+  the training's own: the training's exit status, and no launcher traceback or log after the
+  training's one-line error; a process killed by a signal gets one line naming it.
+* ``accelerate_command(n)``: that launch prefix. For n > 1 it passes
   ``--multi_gpu``, which on a GPU machine starts one process per GPU and on a CPU-only
   machine starts n CPU processes (``--cpu`` and MULTI_CPU config files were seen to start
   only one process with accelerate 1.15).
@@ -21,8 +24,12 @@ rule, the training entry point and the multi-process tests.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -33,9 +40,13 @@ from pgrpo.io import PgrpoError
 ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "workflow" / "accelerate"
 
 
+LAUNCHER = ["python", "-m", "pgrpo.launch"]
+
+
 def accelerate_command(num_processes: int) -> list[str]:
-    """``accelerate launch`` with ``num_processes`` processes on this machine."""
-    args = ["accelerate", "launch", "--num_processes", str(num_processes), "--num_machines", "1"]
+    """``accelerate launch`` (through :func:`main`) with ``num_processes`` processes on this
+    machine."""
+    args = [*LAUNCHER, "--num_processes", str(num_processes), "--num_machines", "1"]
     args += ["--mixed_precision", "no", "--dynamo_backend", "no"]
     if num_processes > 1:
         args.append("--multi_gpu")
@@ -71,7 +82,7 @@ def launch_plan(config: dict) -> tuple[str, int]:
     # Relative to the working directory where it can be: the command (a Snakemake param)
     # then stays the same when the project is cloned elsewhere.
     shown = os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
-    return shlex.join(["accelerate", "launch", "--config_file", shown]), processes
+    return shlex.join([*LAUNCHER, "--config_file", shown]), processes
 
 
 def check_gpus(launch: dict) -> None:
@@ -104,3 +115,39 @@ def make_accelerator(launch: dict | None = None):
     if launch is not None:
         check_gpus(launch)
     return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def exit_status(code: int, who: str) -> int:
+    """The launcher's exit status for a training process that ended with ``code``: the same
+    status, or for a process killed by a signal (negative ``code``) one line on stderr naming
+    the signal and the shell's status for it, 128 + the signal number."""
+    if code >= 0:
+        return code
+    name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+    print(f"error: {who} was killed by {name}", file=sys.stderr)
+    return 128 - code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``accelerate launch`` with ``argv``. A training that fails has already said why (its
+    one-line error, or its traceback): accelerate's own traceback and torch elastic's failure
+    report would only bury that line, so they are replaced by the training's exit status."""
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed.elastic"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    args = launch_command_parser().parse_args(argv)
+    script = args.training_script
+    try:
+        launch_command(args)
+    except subprocess.CalledProcessError as e:
+        sys.exit(exit_status(e.returncode, script))
+    except ChildFailedError as e:
+        rank, failure = e.get_first_failure()
+        sys.exit(exit_status(failure.exitcode, f"{script} (rank {rank})"))
+
+
+if __name__ == "__main__":
+    main()

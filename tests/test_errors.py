@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import yaml
 from entrypoints import REPO, one_error_line, run_entry
 
 from pgrpo.io import PgrpoError
+from pgrpo.launch import launch_plan
 
 EXAMPLE = {"user_id": 1, "position": 5, "history": [1, 2, 3, 4, 5], "target": 6,
            "candidates": [6, 7, 8, 9], "answer": "A"}  # fmt: skip
@@ -25,10 +27,11 @@ EXAMPLE = {"user_id": 1, "position": 5, "history": [1, 2, 3, 4, 5], "target": 6,
 
 def train_cli(
     tmp_path: Path, config: dict, *, model: str = "model", env: dict | None = None,
-    clusters: dict | None = None,
+    clusters: dict | None = None, processes: int = 0,
 ):  # fmt: skip
     """``pgrpo.train`` on a one-example MovieLens folder of ``tmp_path`` under ``config``;
-    (the finished process, the output folder)."""
+    (the finished process, the output folder). ``processes`` > 0: under the training rule's
+    launcher (``python -m pgrpo.launch``, accelerate) with that many processes."""
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     data_clusters = clusters
@@ -39,8 +42,14 @@ def train_cli(
     clusters = tmp_path / "clusters.json"
     clusters.write_text(json.dumps(data_clusters or {"num_clusters": 1, "assignment": {"1": 0}}))
     out = tmp_path / "run"
+    entry = ["pgrpo.train"]
+    if processes:
+        prefix, _ = launch_plan({"launch": {"accelerate_config": None},
+                                 "train": {"num_processes": processes}})  # fmt: skip
+        launcher = shlex.split(prefix)  # python -m pgrpo.launch ARGS
+        entry = [launcher[2], *launcher[3:], "-m", "pgrpo.train"]
     done = run_entry(
-        "pgrpo.train", "--config", str(path), "--method", "pgrpo", "--model",
+        *entry, "--config", str(path), "--method", "pgrpo", "--model",
         str(tmp_path / model), "--data", str(data), "--clusters", str(clusters),
         "--out", str(out), "--no-progress", cwd=tmp_path, env=env,
     )  # fmt: skip
@@ -115,6 +124,15 @@ def test_broken_histories_stop_embedding_with_one_line(tmp_path, histories, prob
 
 def test_a_model_folder_that_does_not_exist_is_named(tmp_path):
     done, out = train_cli(tmp_path, {}, model="nope")
+    assert one_error_line(done) == f"error: {tmp_path / 'nope'}: model folder not found"
+    assert not out.exists()
+
+
+def test_under_the_training_rules_launcher_the_error_is_still_the_only_line(tmp_path):
+    """The training rule starts `python -m pgrpo.launch` (accelerate launch): the training's
+    exit status, and no launcher traceback after its error line (accelerate's own CLI adds
+    one and exits 1)."""
+    done, out = train_cli(tmp_path, {}, model="nope", processes=1)
     assert one_error_line(done) == f"error: {tmp_path / 'nope'}: model folder not found"
     assert not out.exists()
 

@@ -3,10 +3,14 @@ same P-GRPO statistics and take the same step as one process on the same global 
 
 One process is launched with the command-line flags (``launch.accelerate_config: null``),
 two with the 2-GPU accelerate config file (``launch.accelerate_config: 2gpu``), which starts
-two CPU processes in one group where no GPU is visible."""
+two CPU processes in one group where no GPU is visible. The launcher (``python -m
+pgrpo.launch``) ends with its training processes' exit status, one line for a signal."""
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,3 +112,34 @@ def test_two_processes_stopped_and_resumed_end_like_the_uninterrupted_pair(runs,
         assert rank["stats"] == whole["stats"] and rank["rewards"] == whole["rewards"]
         for name, values in whole["adapter"].items():
             torch.testing.assert_close(torch.tensor(rank["adapter"][name]), torch.tensor(values))
+
+
+DIES = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"
+RANK1_EXITS_3 = "import os, sys\nsys.exit(3 if os.environ['RANK'] == '1' else 0)\n"
+
+
+def launch_script(tmp_path: Path, code: str, processes: int) -> subprocess.CompletedProcess:
+    """``code`` as a script under the training rule's launcher with ``processes`` processes."""
+    script = tmp_path / "script.py"
+    script.write_text(code)
+    prefix, _ = launch_plan({"launch": {"accelerate_config": None},
+                             "train": {"num_processes": processes}})  # fmt: skip
+    cmd = [sys.executable, *shlex.split(prefix)[1:], str(script)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(("processes", "who"), [(1, ""), (2, " (rank 0)")])
+def test_a_process_killed_by_a_signal_is_one_line_and_the_shells_status(
+    tmp_path, processes, who
+):  # fmt: skip
+    done = launch_script(tmp_path, DIES, processes)
+    assert done.returncode == 128 + 9, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'script.py'}{who} was killed by SIGKILL"
+    ]
+
+
+def test_a_failing_rank_gives_its_exit_status_without_a_launcher_report(tmp_path):
+    done = launch_script(tmp_path, RANK1_EXITS_3, 2)
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.strip() == ""  # no ChildFailedError traceback, no elastic log

@@ -113,7 +113,7 @@ def train(pipeline: dict, root: Path, name: str, processes: int, sharding=None) 
     resources, outputs = d / paths["resources"], d / paths["outputs"]
     out = root / name
     cmd = [
-        str(Path(sys.executable).with_name("accelerate")), *prefix.split()[1:],
+        sys.executable, *prefix.split()[1:],
         "-m", "pgrpo.train", "--config", str(path), "--task", "movielens", "--method", "pgrpo",
         "--model", str(resources / "models/tiny"), "--data", str(resources / "movielens"),
         "--clusters", str(outputs / "movielens/clusters/kmeans_k3.json"),

@@ -108,7 +108,7 @@ def test_a_2gpu_training_job_gets_2_gpus_and_trains_with_2_processes(slurm_run, 
     assert rule == "train"
     record = _job_record(job_id)
     assert re.search(r"gres[:/]gpu[:=]2\b", record), record
-    assert "accelerate launch --config_file" in proc.stdout + proc.stderr
+    assert "pgrpo.launch --config_file" in proc.stdout + proc.stderr  # accelerate launch
     assert "workflow/accelerate/2gpu.yaml -m pgrpo.train" in proc.stdout + proc.stderr
     client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     name = slurm_run["config"]["mlflow"]["experiment"]

@@ -51,7 +51,7 @@ def launch_steps(accelerate_config, model: Path, out: Path, *args: str, processe
     config = {"launch": {"accelerate_config": accelerate_config}, "train": {"num_processes": 1}}
     prefix, _ = launch_plan(config)
     cmd = shlex.split(prefix)
-    cmd[0] = str(Path(sys.executable).with_name("accelerate"))
+    cmd[0] = sys.executable  # the prefix is `python -m pgrpo.launch ...`
     if processes is not None:
         cmd += ["--num_processes", str(processes)]
     cmd += [str(here / "train_steps.py"), "--model", str(model), "--out", str(out), *args]

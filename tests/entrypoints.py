@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def launch_argv(config: dict) -> list[str]:
+    """The training rule's launch prefix under ``config`` (``python -m pgrpo.launch ARGS``,
+    from :func:`pgrpo.launch.launch_plan`) as an argument list for this interpreter."""
+    from pgrpo.launch import launch_plan
+
+    prefix, _ = launch_plan(config)
+    return [sys.executable, *shlex.split(prefix)[1:]]
 
 
 def cli_env() -> dict:

@@ -9,17 +9,15 @@ from __future__ import annotations
 import json
 import math
 import re
-import shlex
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from entrypoints import REPO, one_error_line, run_entry
+from entrypoints import REPO, launch_argv, one_error_line, run_entry
 
 from pgrpo.io import PgrpoError
-from pgrpo.launch import launch_plan
 
 EXAMPLE = {"user_id": 1, "position": 5, "history": [1, 2, 3, 4, 5], "target": 6,
            "candidates": [6, 7, 8, 9], "answer": "A"}  # fmt: skip
@@ -44,10 +42,8 @@ def train_cli(
     out = tmp_path / "run"
     entry = ["pgrpo.train"]
     if processes:
-        prefix, _ = launch_plan({"launch": {"accelerate_config": None},
-                                 "train": {"num_processes": processes}})  # fmt: skip
-        launcher = shlex.split(prefix)  # python -m pgrpo.launch ARGS
-        entry = [launcher[2], *launcher[3:], "-m", "pgrpo.train"]
+        launch = {"launch": {"accelerate_config": None}, "train": {"num_processes": processes}}
+        entry = [*launch_argv(launch)[2:], "-m", "pgrpo.train"]  # after `python -m`
     done = run_entry(
         *entry, "--config", str(path), "--method", "pgrpo", "--model",
         str(tmp_path / model), "--data", str(data), "--clusters", str(clusters),

@@ -8,13 +8,12 @@ pgrpo.launch``) ends with its training processes' exit status, one line for a si
 
 from __future__ import annotations
 
-import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from entrypoints import launch_argv
 from tiny_training import launch_steps
 
 from pgrpo.launch import launch_plan
@@ -122,9 +121,8 @@ def launch_script(tmp_path: Path, code: str, processes: int) -> subprocess.Compl
     """``code`` as a script under the training rule's launcher with ``processes`` processes."""
     script = tmp_path / "script.py"
     script.write_text(code)
-    prefix, _ = launch_plan({"launch": {"accelerate_config": None},
-                             "train": {"num_processes": processes}})  # fmt: skip
-    cmd = [sys.executable, *shlex.split(prefix)[1:], str(script)]
+    config = {"launch": {"accelerate_config": None}, "train": {"num_processes": processes}}
+    cmd = [*launch_argv(config), str(script)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 

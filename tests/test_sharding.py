@@ -10,12 +10,12 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from entrypoints import launch_argv
 from safetensors.torch import load_file
 from tiny_training import launch_steps
 
@@ -108,13 +108,12 @@ def train(pipeline: dict, root: Path, name: str, processes: int, sharding=None) 
     config["launch"]["sharding"] = sharding
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
-    prefix, _ = launch_plan(config)
     d, paths = pipeline["dir"], config["paths"]
     resources, outputs = d / paths["resources"], d / paths["outputs"]
     out = root / name
     cmd = [
-        sys.executable, *prefix.split()[1:],
-        "-m", "pgrpo.train", "--config", str(path), "--task", "movielens", "--method", "pgrpo",
+        *launch_argv(config), "-m", "pgrpo.train", "--config", str(path),
+        "--task", "movielens", "--method", "pgrpo",
         "--model", str(resources / "models/tiny"), "--data", str(resources / "movielens"),
         "--clusters", str(outputs / "movielens/clusters/kmeans_k3.json"),
         "--seed", "0", "--no-progress", "--out", str(out),

@@ -5,10 +5,10 @@ MovieLens-100K examples, a task whose reward varies under a random model, and
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
-import sys
 from pathlib import Path
+
+from entrypoints import launch_argv
 
 from pgrpo.tasks import Task
 
@@ -42,16 +42,12 @@ def tiny_training_inputs(model_dir: Path, examples: int = 8):
 
 
 def launch_steps(accelerate_config, model: Path, out: Path, *args: str, processes=None):
-    """tests/train_steps.py under ``accelerate launch`` with ``launch.accelerate_config``
+    """tests/train_steps.py under the training rule's launcher with ``launch.accelerate_config``
     (None: the command-line flags of one process); ``processes`` overrides the file's number.
     Returns every rank's report, rank 0 first."""
-    from pgrpo.launch import launch_plan
-
     here = Path(__file__).resolve().parent
     config = {"launch": {"accelerate_config": accelerate_config}, "train": {"num_processes": 1}}
-    prefix, _ = launch_plan(config)
-    cmd = shlex.split(prefix)
-    cmd[0] = sys.executable  # the prefix is `python -m pgrpo.launch ...`
+    cmd = launch_argv(config)
     if processes is not None:
         cmd += ["--num_processes", str(processes)]
     cmd += [str(here / "train_steps.py"), "--model", str(model), "--out", str(out), *args]

@@ -16,6 +16,8 @@ from pgrpo.advantages import (
     pgrpo_advantages,
 )
 
+pytestmark = pytest.mark.numerics
+
 
 def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.numerics
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -37,6 +39,7 @@ def runs(tmp_path_factory):
     return whole, first, resumed, checkpoint
 
 
+@pytest.mark.slow
 def test_resumed_run_restores_the_statistics_exactly(runs):
     whole, first, resumed, _ = runs
     assert sum(first["stats"]["count"]) == 2 * 16  # stopped after 2 of 3 steps
@@ -44,6 +47,7 @@ def test_resumed_run_restores_the_statistics_exactly(runs):
     assert sum(whole["stats"]["count"]) == 3 * 16
 
 
+@pytest.mark.slow
 def test_resumed_run_continues_like_the_uninterrupted_one(runs):
     whole, first, resumed, _ = runs
     assert first["reward_mean"] + resumed["reward_mean"] == whole["reward_mean"]
@@ -52,6 +56,7 @@ def test_resumed_run_continues_like_the_uninterrupted_one(runs):
         torch.testing.assert_close(torch.tensor(resumed["adapter"][name]), torch.tensor(values))
 
 
+@pytest.mark.slow
 def test_checkpoint_holds_only_tensors_and_plain_values(runs):
     *_, checkpoint = runs
     from pgrpo.checkpoint import latest

@@ -226,6 +226,7 @@ def test_prepare_cli_rejects_bad_config(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("written", "extra", "message"),
     [

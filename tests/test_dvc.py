@@ -17,6 +17,8 @@ import yaml
 
 from pgrpo.config import deep_update
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = ("Snakefile", "workflow", "envs", "pgrpo", "dvc.yaml", ".dvcignore")
 IGNORED = [".snakemake/", ".test/outputs/", ".test/resources/", "mlflow.db*", "mlruns/",

@@ -54,6 +54,7 @@ def repo(pipeline, tmp_path_factory):
     return repo, env
 
 
+@pytest.mark.slow
 def test_the_committed_checksums_are_those_of_the_extracted_data(repo):
     repo, env = repo
     # Same content, not yet in this repository's cache (a changed file would be "modified").
@@ -66,6 +67,7 @@ def test_the_committed_checksums_are_those_of_the_extracted_data(repo):
     assert status(repo, env) == {}
 
 
+@pytest.mark.slow
 def test_push_then_pull_restores_the_same_bytes(repo):
     repo, env = repo
     dvc(repo, env, "commit", "--force", *dvc_files(repo))

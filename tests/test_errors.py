@@ -52,6 +52,7 @@ def train_cli(
     return done, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("clusters", "message"),
     [
@@ -71,6 +72,7 @@ def test_a_broken_clusters_file_is_one_line_naming_it(tmp_path, clusters, messag
 # ------------------------------------------------------------------------- config
 
 
+@pytest.mark.slow
 def test_an_out_of_range_value_names_the_key_and_the_bound(tmp_path):
     done, out = train_cli(tmp_path, {"train": {"group_size": 1}})
     assert one_error_line(done) == (
@@ -82,6 +84,7 @@ def test_an_out_of_range_value_names_the_key_and_the_bound(tmp_path):
 # ------------------------------------------------------------------------- data files
 
 
+@pytest.mark.slow
 def test_a_truncated_data_file_names_the_file_and_line(tmp_path):
     (tmp_path / "data").mkdir()
     whole = json.dumps(EXAMPLE) + "\n" + json.dumps({**EXAMPLE, "position": 6}) + "\n"
@@ -92,6 +95,7 @@ def test_a_truncated_data_file_names_the_file_and_line(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("histories", "problem"),
     [
@@ -118,12 +122,14 @@ def test_broken_histories_stop_embedding_with_one_line(tmp_path, histories, prob
 # ------------------------------------------------------------------------- model and GPUs
 
 
+@pytest.mark.slow
 def test_a_model_folder_that_does_not_exist_is_named(tmp_path):
     done, out = train_cli(tmp_path, {}, model="nope")
     assert one_error_line(done) == f"error: {tmp_path / 'nope'}: model folder not found"
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_under_the_training_rules_launcher_the_error_is_still_the_only_line(tmp_path):
     """The training rule starts `python -m pgrpo.launch` (accelerate launch): the training's
     exit status, and no launcher traceback after its error line (accelerate's own CLI adds
@@ -133,6 +139,7 @@ def test_under_the_training_rules_launcher_the_error_is_still_the_only_line(tmp_
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "message"),
     [
@@ -158,6 +165,7 @@ def test_a_model_name_that_is_no_model_is_one_line(tmp_path, name, message):
     assert not (tmp_path / "models").exists()
 
 
+@pytest.mark.slow
 def test_a_gpu_accelerate_file_without_a_visible_gpu_stops_before_training(tmp_path):
     config = {"launch": {"accelerate_config": "2gpu"}}
     done, out = train_cli(tmp_path, config, env={"CUDA_VISIBLE_DEVICES": ""})
@@ -182,6 +190,7 @@ def test_cpu_fallback_lets_a_gpu_file_run_on_the_cpu():
 # ------------------------------------------------------------------------- rewards
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_a_non_finite_reward_stops_training_before_the_statistics(tmp_path, bad):
     from accelerate import Accelerator

@@ -105,6 +105,7 @@ def test_reward_curves_average_seeds_and_refuse_unequal_lengths(tmp_path):
         reward_curves(parse_runs(args + [f"m/movielens/pgrpo/2={short}"]))
 
 
+@pytest.mark.slow
 def test_the_curves_file_dvc_plots_holds_each_methods_mean_and_interval(tmp_path):
     rewards = {("grpo", 0): [0.0, 0.2, 0.4], ("grpo", 1): [0.2, 0.2, 0.6],
                ("pgrpo", 0): [0.1, 0.3, 0.5], ("pgrpo", 1): [0.3, 0.5, 0.5]}  # fmt: skip

@@ -27,6 +27,8 @@ import pytest
 from pipeline_run import TEST_CONFIG, environment, snakemake, snakemake_command
 from safetensors import safe_open
 
+pytestmark = pytest.mark.slow
+
 TARGET = ".test/results/tables/table1_movielens.csv"
 # Three seeds, longer trainings checkpointed every step (a config file: --config would
 # pass the nested numbers as strings).

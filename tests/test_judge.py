@@ -66,6 +66,7 @@ def test_transient_server_errors_are_retried(server):
     assert len(httpd.requests) == 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "delay", "message"),
     [("malformed", 0.0, "malformed reply"), ("not-json", 0.0, "malformed reply"),
@@ -98,6 +99,7 @@ def test_missing_api_key_and_reply_parsing(monkeypatch):
             parse_choice(reply)
 
 
+@pytest.mark.slow
 def test_local_judge_reads_the_letters_logits_and_ties_identical_answers(tmp_path):
     import torch
 

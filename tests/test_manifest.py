@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 
+import pytest
 import yaml
 from entrypoints import one_error_line, run_entry
 
@@ -35,6 +36,7 @@ def test_rule_seconds_sum_every_benchmark_file(tmp_path):
     assert rule_seconds(tmp_path) == {"rules_seconds_total": 20.0, "rules_measured": 2}
 
 
+@pytest.mark.slow
 def test_the_manifest_records_commit_config_data_versions_and_wall_time(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"seeds": 2}))

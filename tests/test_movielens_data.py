@@ -230,6 +230,7 @@ def check_split(ml, ex, h, k, m, min_ratings):
         assert val["target"] not in seen_train
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("h", "k", "m", "min_ratings"), [(5, 4, 20, 10), (3, 10, 40, 6)])
 def test_split_ml100k(ml100k, h, k, m, min_ratings):
     ex = build_examples(ml100k, h, k, m, min_ratings, seed=0)
@@ -247,6 +248,7 @@ def test_split_synthetic(data_seed, h, k, m, min_ratings):
     check_split(ml, build_examples(ml, h, k, m, min_ratings, seed=data_seed), h, k, m, min_ratings)
 
 
+@pytest.mark.slow
 def test_split_deterministic_and_seeded(ml100k):
     a = build_examples(ml100k, 5, 4, 20, 10, seed=0)
     assert a == build_examples(ml100k, 5, 4, 20, 10, seed=0)

@@ -18,6 +18,8 @@ from tiny_training import launch_steps
 
 from pgrpo.launch import launch_plan
 
+pytestmark = [pytest.mark.slow, pytest.mark.numerics]
+
 HERE = Path(__file__).resolve().parent
 
 

@@ -33,6 +33,7 @@ def chain(tmp_path_factory):
     return run(0.0, "clean"), run(0.5, "noisy")
 
 
+@pytest.mark.slow
 def test_prepare_writes_users_and_examples(chain):
     data = chain[0]["data"]
     users = read_jsonl(data / "users.jsonl")
@@ -41,6 +42,7 @@ def test_prepare_writes_users_and_examples(chain):
     assert len(read_jsonl(data / "test.jsonl")) == 120
 
 
+@pytest.mark.slow
 def test_clusters_recover_the_personas_less_well_with_noisier_profiles(chain):
     clean, noisy = (c["clusters"] for c in chain)
     assert clean["num_clusters"] == 7 and sum(clean["sizes"]) == 120
@@ -48,6 +50,7 @@ def test_clusters_recover_the_personas_less_well_with_noisier_profiles(chain):
     assert noisy["adjusted_rand_index"] < clean["adjusted_rand_index"]
 
 
+@pytest.mark.slow
 def test_users_without_a_true_group_are_named(chain, tmp_path):
     clean = chain[0]
     truth = tmp_path / "users.jsonl"

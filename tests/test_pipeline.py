@@ -155,6 +155,7 @@ def test_each_method_saved_an_adapter_and_its_metrics(run, task):
         assert [json.loads(line)["step"] for line in lines] == list(range(steps))
 
 
+@pytest.mark.slow
 def test_the_html_report_captions_every_table_and_figure(run):
     report = run["dir"] / "report.html"
     proc = snakemake(run["dir"], "--report", str(report), env=run["env"])
@@ -168,6 +169,7 @@ def test_the_html_report_captions_every_table_and_figure(run):
         assert caption in html, caption
 
 
+@pytest.mark.slow
 def test_second_run_has_nothing_to_do(run):
     proc = snakemake(run["dir"], "--dry-run", env=run["env"])
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -205,6 +205,7 @@ def prepared_users(config: dict, out: Path) -> tuple[list[int], dict[str, bytes]
     return test_users, {name: (out / name).read_bytes() for name in OUTPUT_FILES}
 
 
+@pytest.mark.slow
 def test_ml100k_max_users_is_a_seeded_subset(tmp_path):
     config = validate_config({"movielens": {"max_users": 30}})
     assert config["movielens"]["source"] == "ml-100k"

@@ -20,6 +20,8 @@ from safetensors.torch import load_file
 
 from pgrpo.checkpoint import FOLDER, latest
 
+pytestmark = pytest.mark.slow
+
 STEPS = 20
 
 

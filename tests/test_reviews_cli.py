@@ -64,6 +64,7 @@ def test_prepare_splits_reviews_and_writes_their_rating_groups(goodreads):
     assert "skipped (no text or no rating): 2" in goodreads["stdout"]
 
 
+@pytest.mark.slow
 def test_rating_model_fits_the_train_split_and_reports_held_out_accuracy(goodreads, tmp_path):
     model, report = tmp_path / "rating_model.npz", tmp_path / "rating_model.json"
     done = run_entry(
@@ -81,6 +82,7 @@ def test_rating_model_fits_the_train_split_and_reports_held_out_accuracy(goodrea
     assert len(trained_on) == 30 and trained_on <= train_ids
 
 
+@pytest.mark.slow
 def test_rating_model_refuses_a_test_review_in_training(goodreads, tmp_path):
     data = tmp_path / "leaky"
     data.mkdir()

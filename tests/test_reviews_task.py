@@ -26,18 +26,21 @@ def trained(tmp_path_factory):
     return split, RatingModel.load(path)
 
 
+@pytest.mark.slow
 def test_trained_on_the_train_split_only(trained):
     split, model = trained
     assert set(model.trained_on) == {str(r["review_id"]) for r in split["train"]}
     assert not set(model.trained_on) & {str(r["review_id"]) for r in split["test"]}
 
 
+@pytest.mark.slow
 def test_held_out_balanced_accuracy_beats_chance(trained):
     split, model = trained
     scores = model.accuracy(split["test"], [r["group"] for r in split["test"]])
     assert scores["balanced_accuracy"] > 1 / 3 + 0.15  # 3 groups
 
 
+@pytest.mark.slow
 def test_reward_follows_the_target_rating(trained):
     _, model = trained
     task = ReviewsTask(model)
@@ -59,6 +62,7 @@ def test_reward_follows_the_target_rating(trained):
 @pytest.mark.parametrize(
     "answer", ["", "great great great great great great great", "I love it. " * 80]
 )
+@pytest.mark.slow
 def test_degenerate_answers_score_zero(trained, answer):
     _, model = trained
     assert ReviewsTask(model).score(answer, {"group": 2}) == (0.0, False)

@@ -43,12 +43,14 @@ def materialize(name: str, out: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_pickled_base_model_weights_are_refused(tiny, tmp_path):
     folder = pickled_copy(tiny, tmp_path / "pickled")
     with pytest.raises(PgrpoError, match=r"no safetensors weights \(pickled .bin files"):
         load_base_model(folder)
 
 
+@pytest.mark.slow
 def test_materialising_a_pickled_model_fails_in_one_line_and_writes_nothing(tiny, tmp_path):
     folder = pickled_copy(tiny, tmp_path / "pickled")
     out = tmp_path / "out"
@@ -71,6 +73,7 @@ def test_an_adapter_without_safetensors_is_refused(tiny, tmp_path):
         load_adapter(load_base_model(tiny), tmp_path / "adapter")
 
 
+@pytest.mark.slow
 def test_custom_model_code_does_not_run_unless_trusted(tiny, tmp_path):
     folder = tmp_path / "custom"
     shutil.copytree(tiny, folder)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 import yaml
 from localhost import ChatServer, serving
 from pipeline_run import API_KEY_ENV, TEST_CONFIG, snakemake
+
+pytestmark = pytest.mark.slow
 
 
 def files_containing(root, secret: bytes) -> list[str]:

@@ -21,6 +21,8 @@ from tiny_training import launch_steps
 
 from pgrpo.launch import launch_plan
 
+pytestmark = [pytest.mark.slow, pytest.mark.numerics]
+
 FSDP = "8gpu_fsdp"
 
 

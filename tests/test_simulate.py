@@ -28,6 +28,7 @@ def outputs(tmp_path_factory):
     return folder, {(r["method"], r["cluster"]): r for r in rows}
 
 
+@pytest.mark.slow
 def test_table_and_figure(outputs):
     folder, rows = outputs
     assert set(rows) == {(m, c) for m in METHODS.values() for c in ("majority", "minority")}
@@ -43,6 +44,7 @@ def test_untrained_policy_earns_the_configured_cluster_means():
     assert 0 < world["cluster"].mean() < 0.5  # the minority is the smaller cluster
 
 
+@pytest.mark.slow
 def test_each_normalisation_gives_the_clusters_the_advantages_it_should(outputs):
     _, rows = outputs
 
@@ -68,6 +70,7 @@ def test_runs_are_reproducible():
     assert not np.array_equal(a["reward"], run(cfg, "pgrpo", seed=2)["reward"])
 
 
+@pytest.mark.slow
 def test_bad_setting_is_one_line_naming_the_key(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"simulation": {"reward_means": [0.8, 1.5]}}))

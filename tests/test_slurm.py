@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from pipeline_run import TEST_CONFIG, environment, snakemake, snakemake_command
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 # The Snakefile's `localrules:` block: the rules that run on the submitting node.
 LOCAL_RULES = set(

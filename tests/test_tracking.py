@@ -8,6 +8,8 @@ import multiprocessing
 import os
 import time
 
+import pytest
+
 
 def _start_run(uri: str, name: str, barrier) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = uri
@@ -21,6 +23,7 @@ def _start_run(uri: str, name: str, barrier) -> None:
     tracker.end()
 
 
+@pytest.mark.slow
 def test_concurrent_runs_on_a_fresh_sqlite_store(tmp_path):
     from mlflow.tracking import MlflowClient
 

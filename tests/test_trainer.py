@@ -18,6 +18,8 @@ from pgrpo.trainer import (
     update_loss,
 )
 
+pytestmark = pytest.mark.numerics
+
 # Keys of config section `train` that the launcher or the entry point uses rather than the
 # training loop (checkpoint_every: pgrpo.train, tests/test_resume.py).
 LAUNCH_KEYS = {"methods", "num_processes", "threads", "checkpoint_every"}
@@ -135,6 +137,7 @@ def tiny_setup(tmp_path_factory):
     return (folder, *tiny_training_inputs(folder))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("iterations", [1, 3])
 def test_iterations_are_optimiser_updates_per_generation_batch(tiny_setup, iterations):
     from accelerate import Accelerator

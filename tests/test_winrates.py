@@ -12,6 +12,7 @@ from entrypoints import one_error_line, run_entry
 from localhost import ChatServer, serving
 
 
+@pytest.mark.slow
 def test_an_evaluation_without_answers_is_named(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({}))
@@ -27,6 +28,7 @@ def test_an_evaluation_without_answers_is_named(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_the_http_judge_needs_its_endpoint(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"judge": {"backend": "http"}}))
@@ -98,6 +100,7 @@ def judge_cli(tmp_path, base_url: str):
     return done, out
 
 
+@pytest.mark.slow
 def test_a_refused_connection_is_one_line_naming_the_url(tmp_path):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -110,6 +113,7 @@ def test_a_refused_connection_is_one_line_naming_the_url(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "delay", "problem"),
     [

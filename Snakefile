@@ -38,8 +38,10 @@ report: "workflow/report/workflow.rst"
 
 
 onstart:
+    from pgrpo.io import write_text
     from pgrpo.manifest import write_start_stamp
 
+    write_text(CONFIG, CONFIG_TEXT)  # the config every job reads (common.smk)
     write_start_stamp(RUN_STARTED)
 
 

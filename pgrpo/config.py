@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import jsonschema
@@ -66,6 +67,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
     """Fill defaults into ``config`` in place and validate it; PgrpoError names the bad key."""
     if not isinstance(config, dict):
         raise PgrpoError(f"{source}: the top level must be a mapping of keys to values")
+    _refuse_non_finite(config, source)
     schema = _schema()
     _fill_defaults(schema, config)
     validator = jsonschema.Draft7Validator(schema)
@@ -85,6 +87,24 @@ def validate_config(config: dict, source: str = "config") -> dict:
         )
     sort_keys(config)
     return config
+
+
+def _refuse_non_finite(node, source: str, key: str = "") -> None:
+    """NaN and infinities pass JSON Schema's ``number`` (they are floats) and then fail deep
+    inside torch; no key of the config takes them."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise PgrpoError(
+            f"{source}: {key or '<top level>'}: {_yaml_scalar(node)} is not a finite number"
+        )
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
+    for k, value in items:
+        _refuse_non_finite(value, source, f"{key}.{k}" if key else str(k))
 
 
 def sort_keys(node) -> None:
@@ -110,11 +130,15 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
         raise PgrpoError(f"{path}: config file not found")
     try:
         with open(path, encoding="utf-8") as f:
-            config = yaml.safe_load(f) or {}
+            config = yaml.safe_load(f)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         raise PgrpoError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if config is None:  # as Snakemake does: an empty file is a mistake, not "all defaults"
+        raise PgrpoError(
+            f"{path}: empty config file (expected keys at the top level, e.g. seed: 0)"
+        )
     if overrides:
         deep_update(config, overrides)
     return validate_config(config, str(path))
@@ -146,3 +170,21 @@ def config_hash(config: dict) -> str:
     """Short stable hash of a validated config (for run tags and manifests)."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def config_snapshot(config: dict, outputs: str) -> tuple[str, str]:
+    """(text, path) of a validated config's snapshot: YAML with sorted keys, in
+    ``<outputs>/configs/<first 16 hex digits of the text's sha256>.yaml``. Named by its
+    content, so another config never overwrites the file a running job reads."""
+    text = yaml.safe_dump(config, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return text, f"{outputs}/configs/{digest}.yaml"
+
+
+def config_sources(loaded: list, overrides: list, command_line: bool) -> str:
+    """The config's sources in the order Snakemake applies them, for error lines: the
+    workflow's own configfile(s), then each ``--configfile`` (``overrides``), then
+    ``--config`` (``command_line``). ``loaded`` is every file Snakemake read, in any order."""
+    given = [str(p) for p in overrides]
+    names = [str(p) for p in loaded if str(p) not in given] + given
+    return ", ".join(names or ["config"]) + (" + --config" if command_line else "")

@@ -8,7 +8,7 @@ that wrote the manifest (from the start stamp its ``onstart`` handler wrote) and
 all rules' measured run times (their ``benchmark`` files), which also counts rules finished
 by earlier, resumed invocations.
 
-    python -m pgrpo.manifest --config outputs/effective_config.yaml \\
+    python -m pgrpo.manifest --config outputs/configs/<sha256>.yaml \\
         --started outputs/run_started.json --data resources/movielens ... \\
         --benchmarks outputs/benchmarks --results results/tables/... --out results/manifest.json
 """

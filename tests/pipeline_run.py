@@ -92,5 +92,6 @@ def run_pipeline(workdir: Path) -> dict:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
         record["log"] = proc.stdout + proc.stderr
         (workdir / "pipeline_run.json").write_text(json.dumps(record))
-    config = yaml.safe_load((workdir / ".test/outputs/effective_config.yaml").read_text())
+    (snapshot,) = (workdir / ".test/outputs/configs").glob("*.yaml")  # one config, one file
+    config = yaml.safe_load(snapshot.read_text())
     return {"dir": workdir, "env": env, "config": config, **record}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import re
 import subprocess
 import sys
@@ -72,12 +73,43 @@ def test_test_config_overrides_are_kept():
     assert config["train"]["learning_rate"] == schema_defaults(schema())["train"]["learning_rate"]
 
 
-def test_empty_config_gets_every_default(tmp_path):
+def test_no_keys_get_every_default(tmp_path):
     expected = schema_defaults(schema())
     assert validate_config({}) == expected
+    none = tmp_path / "none.yaml"
+    none.write_text("{}\n", encoding="utf-8")
+    assert load_config(none) == expected
+
+
+@pytest.mark.parametrize("text", ["", "\n# only a comment\n"])
+def test_an_empty_config_file_is_refused_naming_it(tmp_path, text):
+    """As Snakemake refuses it: an empty file is a mistake (a wrong path, a failed copy),
+    not a request for all defaults."""
     empty = tmp_path / "empty.yaml"
-    empty.write_text("", encoding="utf-8")
-    assert load_config(empty) == expected
+    empty.write_text(text, encoding="utf-8")
+    with pytest.raises(PgrpoError) as info:
+        load_config(empty)
+    assert str(info.value) == (
+        f"{empty}: empty config file (expected keys at the top level, e.g. seed: 0)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"train": {"learning_rate": math.nan}},
+         "train.learning_rate: .nan is not a finite number"),
+        ({"train": {"beta": math.inf}}, "train.beta: .inf is not a finite number"),
+        ({"personas": {"train": {"learning_rate": -math.inf}}},
+         "personas.train.learning_rate: -.inf is not a finite number"),
+        ({"simulation": {"reward_means": [0.8, math.nan]}},
+         "simulation.reward_means.1: .nan is not a finite number"),
+    ],
+)  # fmt: skip
+def test_non_finite_numbers_are_refused_naming_the_key(config, message):
+    with pytest.raises(PgrpoError) as info:
+        validate_config(config, "c.yaml")
+    assert str(info.value) == f"c.yaml: {message}"
 
 
 def test_defaults_are_not_shared_between_configs():
@@ -236,6 +268,8 @@ def test_prepare_cli_rejects_bad_config(tmp_path):
         # --config reads nested values as strings: the line says where the value came from.
         ("seed: 1", ["--config", 'train={"steps": 5}'],
          "{bad} + --config: train.steps: '5' is not of type 'integer'"),
+        ("train: {learning_rate: .nan}", [],
+         "{bad}: train.learning_rate: .nan is not a finite number"),
     ],
 )  # fmt: skip
 def test_snakemake_rejects_bad_config(tmp_path, written, extra, message):
@@ -271,6 +305,30 @@ def test_snakemake_rejects_bad_config(tmp_path, written, extra, message):
     assert errors == ["error: " + message.format(bad=bad)]
     assert "Traceback" not in output and 'File "' not in output
     assert not (workdir / "outputs").exists()
+
+
+@pytest.mark.slow
+def test_the_error_line_lists_the_sources_in_the_order_they_apply(tmp_path):
+    """The workflow's configfile, then each --configfile, then --config: the order in which
+    Snakemake merges them (it keeps its own list in another order)."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "config.yaml").write_text("seed: 0\n")  # the Snakefile's own configfile
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("train: {steps: 3}\n")
+    second.write_text("train: {steps: many}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(workdir), "--cores", "1", "--configfile", str(first), str(second),
+         "--config", "seed=1"],
+        capture_output=True, text=True, env=cli_env(), cwd=workdir, timeout=300,
+    )  # fmt: skip
+    errors = [line for line in result.stdout.splitlines() + result.stderr.splitlines()
+              if line.startswith("error:")]  # fmt: skip
+    assert errors == [
+        f"error: config.yaml, {first}, {second} + --config: train.steps: 'many' is not of "
+        "type 'integer'"
+    ]
 
 
 # ------------------------------------------------------------------------- task overrides

@@ -19,7 +19,7 @@ rule cluster_users:
         mem_mb=2000,
         runtime=10,
     params:
-        config=CONFIG,
+        config=config_file,
         labels=lambda w, input: f"--labels {input.labels}" if "labels" in input.keys() else "",
         seed=config["seed"],
     message:

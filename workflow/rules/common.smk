@@ -3,9 +3,14 @@ import os
 import re
 import sys
 
-import yaml
 
-from pgrpo.config import TASK_SECTIONS, task_config, validate_config
+from pgrpo.config import (
+    TASK_SECTIONS,
+    config_snapshot,
+    config_sources,
+    task_config,
+    validate_config,
+)
 from pgrpo.io import PgrpoError
 from pgrpo.models import model_dir_name
 from pgrpo.data.reviews import CLOTHING_FILE
@@ -21,10 +26,11 @@ def or_exit(function, *args):
         sys.exit(f"error: {e}")
 
 
-# Where the values came from, for the error line: the config files, and --config.
-CONFIG_SOURCE = ", ".join(map(str, workflow.configfiles)) or "config"
-if workflow.config_settings.config:
-    CONFIG_SOURCE += " + --config"
+# Where the values came from, for the error line, in the order Snakemake applies them: the
+# Snakefile's configfile, then each --configfile, then --config.
+CONFIG_SOURCE = config_sources(
+    workflow.configfiles, workflow.overwrite_configfiles, bool(workflow.config_settings.config)
+)
 or_exit(validate_config, config, CONFIG_SOURCE)
 
 RESOURCES = config["paths"]["resources"]
@@ -69,19 +75,22 @@ TRAIN_GPUS = (
 )
 
 
-def effective_config():
-    """The merged, validated config every entry point reads (configfile + --configfile +
-    --config). Rewritten only when it changes; rules re-run on the config sections they
-    declare as params, not on this file's time stamp."""
-    path = Path(OUTPUTS) / "effective_config.yaml"
-    text = yaml.safe_dump(config, sort_keys=True)
-    if not path.is_file() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return str(path)
+# The merged, validated config every job reads (configfile + --configfile + --config), as a
+# file named by its content: outputs/configs/<sha256>.yaml. Parsing only names it; the
+# Snakefile's onstart writes it when the workflow really runs (never in a dry run, nor in a
+# cluster job), so `snakemake -n --configfile other.yaml` beside a running workflow cannot
+# change what its jobs read, and a job always reads the config its params were computed from.
+CONFIG_TEXT, CONFIG = or_exit(config_snapshot, config, OUTPUTS)
 
 
-CONFIG = effective_config()
+def config_file(wildcards, output):
+    """The config snapshot, for a rule's ``params.config``. A params function of ``output``
+    counts as derived from files, so Snakemake leaves it out of its params rerun trigger: a
+    job re-runs when the config sections it declares as params change, not whenever any key
+    (and so the snapshot's name) does."""
+    return CONFIG
+
+
 # Start stamp of this invocation (written by the Snakefile's onstart), for the manifest.
 RUN_STARTED = f"{OUTPUTS}/run_started.json"
 

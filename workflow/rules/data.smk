@@ -87,7 +87,7 @@ rule prepare_movielens:
         mem_mb=4000,
         runtime=30,
     params:
-        config=CONFIG,
+        config=config_file,
         out=lambda w, output: os.path.dirname(output[0]),
         movielens=task_data("movielens"),
         candidates=config["evaluation"]["num_candidates"],
@@ -114,7 +114,7 @@ rule movielens_test_candidates:
         mem_mb=4000,
         runtime=30,
     params:
-        config=CONFIG,
+        config=config_file,
         movielens=task_data("movielens"),
         seed=config["seed"],
     message:
@@ -135,7 +135,7 @@ rule prepare_personas:
         mem_mb=1000,
         runtime=10,
     params:
-        config=CONFIG,
+        config=config_file,
         out=lambda w, output: os.path.dirname(output[0]),
         personas=task_data("personas"),
         seed=config["seed"],
@@ -159,7 +159,7 @@ rule prepare_reviews:
         mem_mb=4000,
         runtime=30,
     params:
-        config=CONFIG,
+        config=config_file,
         out=lambda w, output: os.path.dirname(output[0]),
         reviews=task_data("reviews"),
         seed=config["seed"],
@@ -187,7 +187,7 @@ rule train_rating_model:
         mem_mb=3000,
         runtime=30,
     params:
-        config=CONFIG,
+        config=config_file,
         data=lambda w, input: os.path.dirname(input[0]),
         embedding=config["embedding"],
         limit=config["reviews"]["rating_model_max_reviews"],

@@ -20,7 +20,7 @@ rule embed_users:
         mem_mb=3000,
         runtime=30,
     params:
-        config=CONFIG,
+        config=config_file,
         data=lambda w, input: os.path.dirname(input.data[0]),
         embedding=config["embedding"],
     message:

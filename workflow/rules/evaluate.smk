@@ -20,7 +20,7 @@ rule evaluate:
         mem_mb=4000,
         runtime=60,
     params:
-        config=CONFIG,
+        config=config_file,
         data=lambda w, input: os.path.dirname(input.data[0]),
         flags=evaluation_flags,
         evaluation=lambda w: section(w.task, "evaluation"),

@@ -20,7 +20,7 @@ rule general_capabilities:
         mem_mb=4000,
         runtime=60,
     params:
-        config=CONFIG,
+        config=config_file,
         adapter=lambda w, input: f"--adapter {input.adapter}" if w.where != "base" else "",
         general=config["general"],
         model=config["model"],

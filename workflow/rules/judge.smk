@@ -20,7 +20,7 @@ rule judge_winrates:
         mem_mb=4000,
         runtime=120,
     params:
-        config=CONFIG,
+        config=config_file,
         data=lambda w, input: os.path.dirname(input.data[0]),
         reward_model=reward_model_flag,
         judge=config["judge"],

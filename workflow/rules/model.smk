@@ -15,7 +15,7 @@ rule materialize_model:
         mem_mb=4000,
         runtime=30,
     params:
-        config=CONFIG,
+        config=config_file,
         # Only what changes the checkpoint (not model.precision, a compute setting).
         name=lambda w: MODELS[w.model],
         trust_remote_code=config["model"]["trust_remote_code"],

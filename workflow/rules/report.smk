@@ -102,7 +102,7 @@ rule manifest:
         mem_mb=1000,
         runtime=10,
     params:
-        config=CONFIG,
+        config=config_file,
         started=RUN_STARTED,
         data=data_files(),
         benchmarks=f"{OUTPUTS}/benchmarks",

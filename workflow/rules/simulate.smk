@@ -23,7 +23,7 @@ rule simulate:
         mem_mb=1000,
         runtime=30,
     params:
-        config=CONFIG,
+        config=config_file,
         simulation=config["simulation"],
     message:
         "Simulating the paper's Figure 1 ({params.simulation[seeds]} seeds per method)"

@@ -21,7 +21,7 @@ rule train:
         mem_mb=8000,
         runtime=120,
     params:
-        config=CONFIG,
+        config=config_file,
         data=lambda w, input: os.path.dirname(input.data[0]),
         out=lambda w, output: os.path.dirname(output.metrics),
         reward_model=reward_model_flag,

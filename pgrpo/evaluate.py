@@ -29,7 +29,7 @@ from pgrpo.io import read_jsonl, run_cli, seeded_subset, write_json
 from pgrpo.models import autocast, load_adapter, load_base_model, load_tokenizer, stop_token_ids
 from pgrpo.rollout import encode_prompts, generate
 from pgrpo.tasks import load_task
-from pgrpo.tracking import log_evaluation
+from pgrpo.tracking import check_store, log_evaluation
 from pgrpo.train import load_clusters
 
 
@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     config = task_config(load_config(args.config), args.task)
+    if args.adapter:  # its metrics join the training run: the store must be readable
+        check_store()
     cfg = config["evaluation"]
     torch.set_num_threads(config["train"]["threads"])
     started = time.perf_counter()

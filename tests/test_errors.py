@@ -61,12 +61,76 @@ def train_cli(
             {"num_clusters": 2, "assignment": {"1": 2}},
             "cluster ids [2] outside 0..1 (num_clusters 2)",
         ),
+        (
+            {"num_clusters": 2, "sizes": [0, 1], "assignment": {"1": 0}},
+            "sizes [0, 1] disagree with the assignment, which puts [1, 0] users in clusters 0..1",
+        ),
     ],
+    ids=["no-assignment", "id-outside", "sizes-disagree"],
 )
 def test_a_broken_clusters_file_is_one_line_naming_it(tmp_path, clusters, message):
     done, out = train_cli(tmp_path, {}, clusters=clusters)
     assert one_error_line(done).startswith(f"error: {tmp_path / 'clusters.json'}: {message}")
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------- MLflow store
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A folder with what training and evaluation need to run to the end: the tiny model,
+    an adapter of it, a one-example MovieLens folder and its clusters."""
+    from pgrpo.models import LoraSettings, add_lora, load_base_model, materialize_model
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    materialize_model("tiny", root / "model")
+    policy = add_lora(load_base_model(root / "model"), LoraSettings(r=4, alpha=8))
+    policy.save_pretrained(root / "adapter")
+    (root / "data").mkdir()
+    items = [{"item_id": i, "title": f"Movie {i}", "year": 1999, "genres": ["Drama"]}
+             for i in range(1, 10)]  # fmt: skip
+    (root / "data" / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+    for split in ("train", "test"):
+        (root / "data" / f"{split}.jsonl").write_text(json.dumps(EXAMPLE) + "\n")
+    (root / "clusters.json").write_text(json.dumps({"num_clusters": 1, "assignment": {"1": 0}}))
+    return root
+
+
+SMALL = {"train": {"steps": 1, "prompts_per_step": 1, "group_size": 2, "max_new_tokens": 2},
+         "lora": {"r": 4, "alpha": 8}, "evaluation": {"max_new_tokens": 2},
+         "general": {"max_passages": 2, "mc_questions": 2}}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ["pgrpo.train", "pgrpo.evaluate", "pgrpo.general"])
+def test_an_unreadable_mlflow_store_is_one_line_naming_it(tiny_run, tmp_path, entry):
+    """4 KB of garbage named mlflow.db: every entry point that logs to MLflow stops before
+    any work with one line naming the file and how to start a fresh store; the file stays."""
+    store = tmp_path / "mlflow.db"
+    garbage = np.random.default_rng(0).bytes(4096)
+    store.write_bytes(garbage)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(SMALL))
+    out = tmp_path / "out"
+    run = {
+        "pgrpo.train": ["--method", "pgrpo", "--data", "data", "--clusters", "clusters.json",
+                        "--out", str(out)],
+        "pgrpo.evaluate": ["--adapter", "adapter", "--data", "data", "--clusters",
+                           "clusters.json", "--out", str(out / "eval.json")],
+        "pgrpo.general": ["--adapter", "adapter", "--out", str(out / "general.json")],
+    }[entry]  # fmt: skip
+    done = run_entry(
+        entry, "--config", str(config), "--model", "model", *run, "--no-progress",
+        cwd=tiny_run, env={"MLFLOW_TRACKING_URI": f"sqlite:///{store}"},
+    )  # fmt: skip
+    assert one_error_line(done) == (
+        f"error: {store}: not a readable MLflow store (file is not a database); to start a "
+        f"fresh store and keep this one, move it aside (mv {store} {store}.broken) or point "
+        "MLFLOW_TRACKING_URI at another file (MLFLOW_TRACKING_URI=sqlite:///fresh.db)"
+    )
+    assert not out.exists()
+    assert store.read_bytes() == garbage
 
 
 # ------------------------------------------------------------------------- config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -92,6 +94,40 @@ def test_ml100k_header_and_encoding_errors(tmp_path):
         load_movielens("ml-100k", tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [
+        ("-881250949", r":3: timestamp -881250949 is out of range, expected Unix seconds from "
+                       r"788918400 \(1995-01-01, before the first MovieLens rating\) to now "
+                       r"\(\d{4}-\d\d-\d\d UTC\)$"),
+        ("32503680000", r":3: timestamp 32503680000 is out of range"),  # the year 3000
+        ("788918399", r":3: timestamp 788918399 is out of range"),  # a second before 1995
+    ],
+    ids=["negative", "future", "before-1995"],
+)  # fmt: skip
+def test_ml100k_timestamps_out_of_range_name_the_line(tmp_path, stamp, expected):
+    src = default_raw_dir("ml-100k")
+    (tmp_path / "ml-100k.item").write_bytes((src / "ml-100k.item").read_bytes())
+    inter = (src / "ml-100k.inter").read_text().splitlines()[:5]
+    inter[2] = "\t".join(inter[2].split("\t")[:3] + [stamp])
+    (tmp_path / "ml-100k.inter").write_text("\n".join(inter) + "\n")
+    with pytest.raises(PgrpoError, match=re.escape(str(tmp_path / "ml-100k.inter")) + expected):
+        load_movielens("ml-100k", tmp_path)
+
+
+def test_ml100k_an_empty_title_names_the_line(tmp_path):
+    src = default_raw_dir("ml-100k")
+    (tmp_path / "ml-100k.inter").write_bytes((src / "ml-100k.inter").read_bytes())
+    items = (src / "ml-100k.item").read_text().splitlines()
+    items[1] = "1\t\t1995\tAnimation Children's Comedy"  # Toy Story without its title
+    (tmp_path / "ml-100k.item").write_text("\n".join(items) + "\n")
+    message = (
+        f"{tmp_path / 'ml-100k.item'}:2: item 1 has an empty title '', expected the movie's title"
+    )
+    with pytest.raises(PgrpoError, match=re.escape(message)):
+        load_movielens("ml-100k", tmp_path)
+
+
 def test_default_raw_dir_and_source_errors():
     assert (default_raw_dir("ml-100k") / "ml-100k.inter").is_file()
     with pytest.raises(PgrpoError, match=r"movielens\.raw_dir: must be set"):
@@ -135,10 +171,14 @@ BAD_1M = [
     ("ratings.dat", "", r"ratings\.dat: no ratings"),
     (
         "ratings.dat",
-        RATINGS_1M + "9::7::2::1\n9::8::2::1\n",
+        RATINGS_1M + "9::7::2::978300001\n9::8::2::978300002\n",
         r"ratings\.dat: 2 ratings reference item ids missing from .*movies\.dat \(first: 7\)",
     ),
-    ("ratings.dat", RATINGS_1M + "1::1::2::5\n", r"ratings\.dat: 1 repeated \(user, item\)"),
+    (
+        "ratings.dat",
+        RATINGS_1M + "1::1::2::978300005\n",
+        r"ratings\.dat: 1 repeated \(user, item\)",
+    ),
     ("movies.dat", MOVIES_1M + "5::Heat (1995)\n", r"movies\.dat:5: expected 3 fields"),
     ("movies.dat", "x1::Heat (1995)::Action\n", r"movies\.dat:1: item id should be an integer"),
     ("movies.dat", MOVIES_1M + "1::Heat (1995)::A\n", r"movies\.dat:5: item id 1 appears twice"),

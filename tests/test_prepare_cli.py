@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -104,6 +105,50 @@ def test_corrupt_ratings_names_file_and_line(tmp_path, bad_line, words):
     assert f"{raw / 'ratings.dat'}:7:" in line
     for word in words:
         assert word in line
+    assert not out.exists()
+
+
+RANGE = (r"is out of range, expected Unix seconds from 788918400 \(1995-01-01, before the first "
+         r"MovieLens rating\) to now \(\d{4}-\d\d-\d\d UTC\)")  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [
+        (lambda i, t: -t if i % 2 else t, (2, -978300101, "; 33 timestamps out of range")),
+        (lambda i, t: 0 if i == 6 else t, (7, 0, "")),
+        (lambda i, t: t + 2_000_000_000, (1, 2978300001, "; 66 timestamps out of range")),
+    ],
+    ids=["half-negative", "zero", "future"],
+)
+def test_timestamps_out_of_range_name_the_file_and_line(tmp_path, stamp, expected):
+    """A negative, zero or future time is a damaged file (it would scramble the watch order)."""
+    lines = []
+    for i, line in enumerate(ratings_lines()):
+        rest, seconds = line.rsplit("::", 1)
+        lines.append(f"{rest}::{stamp(i, int(seconds))}")
+    raw = write_raw(tmp_path / "raw", ratings=lines)
+    out = tmp_path / "prepared"
+    line = one_error_line(prepare_cli(tmp_path, raw, out))
+    lineno, value, count = expected
+    path = re.escape(f"error: {raw / 'ratings.dat'}:{lineno}: timestamp {value} ")
+    assert re.fullmatch(f"{path}{RANGE}{count}", line), line
+    assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("title", ["", "  ", "(1995)"])
+def test_an_empty_movie_title_names_the_file_and_line(tmp_path, title):
+    raw = write_raw(tmp_path / "raw", ratings=ratings_lines())
+    movies = (raw / "movies.dat").read_text(encoding="latin-1").splitlines()
+    movies[2] = f"3::{title}::Drama"
+    (raw / "movies.dat").write_text("\n".join(movies) + "\n", encoding="latin-1")
+    out = tmp_path / "prepared"
+    assert one_error_line(prepare_cli(tmp_path, raw, out)) == (
+        f"error: {raw / 'movies.dat'}:3: item 3 has an empty title {title!r}, expected the "
+        "movie's title"
+    )
     assert not out.exists()
 
 

@@ -4,8 +4,10 @@ join the training run of its folder."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import sqlite3
 import time
 
 import pytest
@@ -96,3 +98,84 @@ def test_an_evaluation_without_its_training_run_warns_and_logs_nothing(tmp_path,
     assert log_to_training_run("outputs/b", {"eval/reward": 1.0}, "joined") is None
     assert log_to_training_run("outputs/a", {"eval/reward": 1.0}, "missing") is None
     assert capsys.readouterr().err.count("no finished MLflow run of outputs/b") == 1
+
+
+# ------------------------------------------------------------------------- unreadable stores
+
+GARBAGE = bytes(range(256)) * 16  # 4 KB that no SQLite header starts
+
+
+def _broken(store, reason: str) -> str:
+    return (
+        f"{store}: not a readable MLflow store ({reason}); to start a fresh store and keep "
+        f"this one, move it aside (mv {store} {store}.broken) or point MLFLOW_TRACKING_URI at "
+        "another file (MLFLOW_TRACKING_URI=sqlite:///fresh.db)"
+    )
+
+
+def damaged(store) -> None:
+    """A SQLite file whose schema spans pages, with every page after the first overwritten."""
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        for i in range(60):
+            db.execute(f"CREATE TABLE t{i} (id INTEGER PRIMARY KEY, name TEXT, value REAL)")
+        db.commit()
+    data = store.read_bytes()
+    store.write_bytes(data[:4096] + GARBAGE * (len(data) // 4096 - 1))
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda store: store.write_bytes(GARBAGE), "file is not a database"),
+        (lambda store: store.write_bytes(b"SQLite format 3\x00"), "file is not a database"),
+        (damaged, "database disk image is malformed"),
+        (lambda store: store.mkdir(), "a folder, not a file"),
+    ],
+    ids=["garbage", "truncated", "damaged", "folder"],
+)
+def test_an_unreadable_store_is_one_line_naming_it(tmp_path, monkeypatch, make, reason):
+    from pgrpo.io import PgrpoError
+    from pgrpo.tracking import Tracker, check_store, log_to_training_run
+
+    store = tmp_path / "mlflow.db"
+    make(store)
+    before = store.is_file() and store.read_bytes()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    for use in (
+        check_store,
+        lambda: Tracker(enabled=True).start("e", "run", {}, {}),
+        lambda: log_to_training_run(tmp_path / "run", {"eval/reward": 1.0}, "e"),
+    ):
+        with pytest.raises(PgrpoError) as info:
+            use()
+        assert str(info.value) == _broken(store, reason)
+    assert (store.is_file() and store.read_bytes()) == before  # left as it was, to move aside
+
+
+def test_a_new_empty_or_remote_store_passes_the_check(tmp_path):
+    from pgrpo.tracking import check_store
+
+    check_store(f"sqlite:///{tmp_path}/new.db")  # MLflow creates it
+    assert not (tmp_path / "new.db").exists()
+    (tmp_path / "empty.db").write_bytes(b"")  # SQLite's empty database
+    check_store(f"sqlite:///{tmp_path}/empty.db")
+    check_store("http://127.0.0.1:5000")  # not a file: MLflow's server reports its own errors
+
+
+def test_damage_met_after_the_check_is_the_same_one_line(tmp_path):
+    """The check reads the schema only; damage MLflow meets later (here a store replaced by
+    garbage once checked) is the same line, and other errors pass unchanged."""
+    from mlflow.tracking import MlflowClient
+
+    from pgrpo.io import PgrpoError
+    from pgrpo.tracking import store_errors
+
+    store = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{store}"
+    MlflowClient(uri).search_experiments()  # a healthy store
+    store.write_bytes(GARBAGE)
+    with pytest.raises(PgrpoError) as info, store_errors(uri):
+        MlflowClient(uri).search_experiments()
+    assert str(info.value) == _broken(store, "file is not a database")
+    with pytest.raises(ValueError, match="not about the store"), store_errors(uri):
+        raise ValueError("not about the store")

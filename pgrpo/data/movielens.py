@@ -5,6 +5,10 @@ Two raw layouts are read: the RecBole atomic files of MovieLens-100K shipped ins
 GroupLens MovieLens-1M ``.dat`` files (paper scale). Parsing is strict: a malformed line raises
 :class:`~pgrpo.io.PgrpoError` naming the file and line instead of being skipped.
 
+Timestamps must be whole Unix seconds from 1995-01-01 (:data:`EARLIEST_TIMESTAMP`, before the
+first MovieLens rating) to the time of reading: a negative, zero or future time is a corrupt
+file (it would scramble the watch order), not a rating. Every item needs a title.
+
 Known quirks of the RecBole ML-100K item file, repaired here: item 267 has title and year
 ``unkonwn`` (title becomes ``unknown``, year missing), item 1412 has year ``V`` and the year still
 in its title (the year is taken from the title), and the genre flag ``unknown`` is not a genre
@@ -15,7 +19,9 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +35,9 @@ _YEAR_IN_TITLE = re.compile(r"^(.*\S)\s*\((\d{4})\)$")
 _ML100K_INTER = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
 _ML100K_ITEM = ("item_id:token", "movie_title:token_seq", "release_year:token", "class:token_seq")
 _MISSING_YEAR = ("", "unknown", "unkonwn")
+_NO_TITLE = re.compile(r"\s*(\(\d{4}\))?\s*")  # nothing, or only the year
+# Ratings are dated from 1995-01-01 (before the first MovieLens rating) to the time of reading.
+EARLIEST_TIMESTAMP = 788_918_400
 
 
 @dataclass
@@ -278,6 +287,7 @@ def _ratings_frame(path: Path, rows: list[list[str]], first: int, int_rating: bo
     if len(fractional):
         i = int(fractional[0])
         raise PgrpoError(f"{path}:{i + first}: timestamp should be whole seconds, found {stamp[i]}")
+    _check_time_range(path, stamps, stamp, first)
     return pd.DataFrame(
         {
             "user_id": _numbers(path, user, first, "user_id", integer=True),
@@ -286,6 +296,21 @@ def _ratings_frame(path: Path, rows: list[list[str]], first: int, int_rating: bo
             "timestamp": stamps.astype(np.int64),
         }
     )
+
+
+def _check_time_range(path: Path, stamps: np.ndarray, raw: list[str], first: int) -> None:
+    """Every timestamp from :data:`EARLIEST_TIMESTAMP` to now, else one line naming the first
+    line outside (and how many there are)."""
+    now = time.time()
+    outside = np.flatnonzero((stamps < EARLIEST_TIMESTAMP) | (stamps > now))
+    if len(outside):
+        i, today = int(outside[0]), datetime.fromtimestamp(now, UTC).date()
+        more = f"; {len(outside)} timestamps out of range" if len(outside) > 1 else ""
+        raise PgrpoError(
+            f"{path}:{i + first}: timestamp {raw[i]} is out of range, expected Unix seconds "
+            f"from {EARLIEST_TIMESTAMP} (1995-01-01, before the first MovieLens rating) to now "
+            f"({today} UTC){more}"
+        )
 
 
 def _read_header(path: Path, lines: list[str], expected: tuple[str, ...]) -> list[str]:
@@ -315,6 +340,12 @@ def _items_frame(path: Path, ids: list[str], titles, years, genres, first: int) 
     if len(repeated):
         i = int(repeated[0])
         raise PgrpoError(f"{path}:{i + first}: item id {item_ids[i]} appears twice")
+    for i, title in enumerate(titles):
+        if _NO_TITLE.fullmatch(title):
+            raise PgrpoError(
+                f"{path}:{i + first}: item {item_ids[i]} has an empty title {title!r}, "
+                "expected the movie's title"
+            )
     return pd.DataFrame(
         {
             "item_id": item_ids,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +27,16 @@ from tqdm.auto import tqdm
 
 from pgrpo.config import TASKS, load_config, task_config
 from pgrpo.io import read_jsonl, run_cli, seeded_subset, write_json
-from pgrpo.models import autocast, load_adapter, load_base_model, load_tokenizer, stop_token_ids
-from pgrpo.rollout import encode_prompts, generate
-from pgrpo.tasks import load_task
+from pgrpo.models import (
+    autocast,
+    context_length,
+    load_adapter,
+    load_base_model,
+    load_tokenizer,
+    stop_token_ids,
+)
+from pgrpo.rollout import encode_prompts, generate, prompt_lengths
+from pgrpo.tasks import fit_to_context, load_task
 from pgrpo.tracking import check_store, log_evaluation
 from pgrpo.train import load_clusters
 
@@ -108,6 +116,10 @@ def main(argv: list[str] | None = None) -> None:
     ]
     examples = seeded_subset(examples, cfg["max_users"], config["seed"])
     tokenizer = load_tokenizer(args.model)
+    examples = fit_to_context(
+        task, examples, partial(prompt_lengths, tokenizer), context_length(args.model),
+        cfg["max_new_tokens"], str(args.test or data_dir / "test.jsonl"),
+    )  # fmt: skip
     model = load_base_model(args.model)
     if args.adapter:
         model = load_adapter(model, args.adapter)

@@ -163,6 +163,16 @@ def load_base_model(model_dir: str | Path, dtype: torch.dtype = torch.float32):
     return model
 
 
+def context_length(model_dir: str | Path) -> int | None:
+    """Positions the model in ``model_dir`` was built for, read from its config.json without
+    loading the weights (``max_position_embeddings``; ``n_positions`` in GPT-2-style configs);
+    None when the config does not say."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
 def add_lora(model, lora: LoraSettings):
     """Wrap ``model`` with a fresh, trainable LoRA adapter (peft)."""
     from peft import LoraConfig, get_peft_model

@@ -50,14 +50,25 @@ class Completions:
     log_probs: torch.Tensor | None = None
 
 
-def encode_prompts(tokenizer, conversations: list[list[dict]], device="cpu") -> PromptBatch:
-    """Apply the chat template (with the generation prompt) and left-pad to one batch."""
-    texts = [
+def _chat_texts(tokenizer, conversations: list[list[dict]]) -> list[str]:
+    return [
         tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
         for c in conversations
     ]
+
+
+def encode_prompts(tokenizer, conversations: list[list[dict]], device="cpu") -> PromptBatch:
+    """Apply the chat template (with the generation prompt) and left-pad to one batch."""
+    texts = _chat_texts(tokenizer, conversations)
     enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     return PromptBatch(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+
+
+def prompt_lengths(tokenizer, conversations: list[list[dict]]) -> list[int]:
+    """How many tokens each conversation's prompt takes, exactly as :func:`encode_prompts`
+    encodes it."""
+    enc = tokenizer(_chat_texts(tokenizer, conversations), add_special_tokens=False)
+    return [len(ids) for ids in enc["input_ids"]]
 
 
 @dataclass

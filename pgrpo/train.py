@@ -29,6 +29,7 @@ import os
 import signal
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -49,12 +50,14 @@ from pgrpo.launch import make_accelerator
 from pgrpo.models import (
     LoraSettings,
     add_lora,
+    context_length,
     load_base_model,
     load_tokenizer,
     save_adapter,
     stop_token_ids,
 )
-from pgrpo.tasks import load_task
+from pgrpo.rollout import prompt_lengths
+from pgrpo.tasks import fit_to_context, load_task
 from pgrpo.tracking import RUN_DIR_TAG, Tracker, check_store, git_commit, run_dir_tag
 from pgrpo.trainer import Trainer, TrainSettings, seed_everything
 
@@ -153,8 +156,12 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         raise PgrpoError(f"{args.clusters}: {len(missing)} training users have no cluster")
     tokenizer = load_tokenizer(args.model)
-    policy = add_lora(load_base_model(args.model), LoraSettings.from_config(config))
     task = load_task(args.task, data_dir, config, args.reward_model)
+    examples = fit_to_context(
+        task, examples, partial(prompt_lengths, tokenizer), context_length(args.model),
+        settings.max_new_tokens, str(data_dir / "train.jsonl"),
+    )  # fmt: skip
+    policy = add_lora(load_base_model(args.model), LoraSettings.from_config(config))
     trainer = Trainer(
         policy, tokenizer, task, accelerator, settings, num_clusters, stop_token_ids(tokenizer)
     )

@@ -7,6 +7,7 @@ the report treat MovieLens, personas and reviews alike.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from pgrpo.io import PgrpoError, read_jsonl
@@ -16,6 +17,8 @@ class Task:
     """The interface every task implements (MovieLensTask, PersonasTask, ReviewsTask)."""
 
     name = "task"
+    # What to do about a prompt longer than the model's context (see fit_to_context).
+    too_long_hint = "shorten the prompts"
 
     def messages(self, example: dict) -> list[dict]:
         """Chat messages of the prompt for ``example``."""
@@ -39,14 +42,16 @@ class Task:
         scored = self.scores(completions, examples)
         for (reward, _), example, completion in zip(scored, examples, completions, strict=True):
             if not math.isfinite(reward):
-                where = f"user {example.get('user_id')}"
-                if "position" in example:
-                    where += f", position {example['position']}"
                 raise PgrpoError(
-                    f"{self.name} task: reward {reward} for {where} (answer "
+                    f"{self.name} task: reward {reward} for {describe(example)} (answer "
                     f"{completion[:40]!r}), expected a finite number"
                 )
         return scored
+
+    def shorten(self, example: dict) -> dict | None:
+        """The same question with a shorter prompt, when the task can drop context and its
+        config allows it (MovieLens: ``movielens.truncate_history``); None otherwise."""
+        return None
 
     def group_of(self, example: dict) -> str | None:
         """The example's true preference group, when the task knows one (the persona, the
@@ -59,6 +64,47 @@ class Task:
         raise NotImplementedError(f"the {self.name} task has no judge context")
 
 
+def describe(example: dict) -> str:
+    """``user 12, position 5``: which example, for error lines."""
+    where = f"user {example.get('user_id')}"
+    if "position" in example:
+        where += f", position {example['position']}"
+    return where
+
+
+def fit_to_context(
+    task: Task,
+    examples: list[dict],
+    prompt_lengths: Callable[[list[list[dict]]], list[int]],
+    context: int | None,
+    answer_tokens: int,
+    source: str,
+) -> list[dict]:
+    """``examples`` whose prompt plus ``answer_tokens`` fit the model's ``context``
+    (``max_position_embeddings``); a longer one is shortened by :meth:`Task.shorten` until it
+    fits, else a one-line error names the task, the example (from ``source``) and the lengths.
+
+    ``prompt_lengths`` counts the tokens of conversations as the policy's prompts encode them;
+    ``context`` None (the model does not say) checks nothing.
+    """
+    if context is None:
+        return examples
+    lengths = prompt_lengths([task.messages(e) for e in examples])
+    fitted = list(examples)
+    for i, n in enumerate(lengths):
+        while n + answer_tokens > context:
+            shorter = task.shorten(fitted[i])
+            if shorter is None:
+                raise PgrpoError(
+                    f"{source}: {task.name} example of {describe(examples[i])}: a prompt of "
+                    f"{n} tokens + {answer_tokens} answer tokens is more than the model's "
+                    f"context of {context} tokens; {task.too_long_hint}"
+                )
+            fitted[i] = shorter
+            (n,) = prompt_lengths([task.messages(shorter)])
+    return fitted
+
+
 def load_task(name: str, data_dir: str | Path, config: dict, reward_model=None) -> Task:
     """The task ``name`` over its prepared folder ``data_dir``; ``reward_model`` is the rating
     model file the reviews task needs (the ``train_rating_model`` rule's output)."""
@@ -67,7 +113,7 @@ def load_task(name: str, data_dir: str | Path, config: dict, reward_model=None) 
         from pgrpo.tasks.movielens import MovieLensTask
 
         items = {row["item_id"]: row for row in read_jsonl(data_dir / "items.jsonl")}
-        return MovieLensTask(items)
+        return MovieLensTask(items, truncate_history=config["movielens"]["truncate_history"])
     if name == "personas":
         from pgrpo.tasks.personas import PersonasTask
 

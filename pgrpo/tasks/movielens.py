@@ -70,10 +70,13 @@ class MovieLensTask(Task):
     """Prompts and rewards for next-movie prediction over lettered candidates."""
 
     name = "movielens"
+    too_long_hint = "lower movielens.history_length or set movielens.truncate_history: true"
 
-    def __init__(self, items: dict[int, dict]):
-        """``items`` maps item_id to a dict with "title", "year" (int or None) and "genres"."""
+    def __init__(self, items: dict[int, dict], truncate_history: bool = False):
+        """``items`` maps item_id to a dict with "title", "year" (int or None) and "genres";
+        ``truncate_history``: a prompt too long for the model drops its oldest movies."""
         self.items = items
+        self.truncate_history = truncate_history
         self._text: dict[int, str] = {}
 
     @classmethod
@@ -109,6 +112,12 @@ class MovieLensTask(Task):
         lines += [f"{LETTERS[i]}. {self.text(item)}" for i, item in enumerate(candidates)]
         lines.append("Answer with the letter of one option.")
         return "\n".join(lines)
+
+    def shorten(self, example: dict) -> dict | None:
+        """The example without its oldest watched movie (one must stay), if allowed."""
+        if not self.truncate_history or len(example["history"]) < 2:
+            return None
+        return {**example, "history": example["history"][1:]}
 
     def messages(self, example: dict) -> list[dict]:
         """Chat messages for the policy: one user turn holding :meth:`prompt`."""

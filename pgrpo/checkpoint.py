@@ -5,13 +5,22 @@ Every ``train.checkpoint_every`` steps (and once more on SIGTERM) training write
     <out>/checkpoints/step-<next step, 6 digits>/
         rng-rank<r>.pt   process r's random states (python, numpy, torch CPU, CUDA)
         state.pt         adapter, optimiser, P-GRPO cluster statistics, next step, the metrics
-                         of the finished steps, the MLflow run id and the run's fingerprint;
-                         written last, so a folder without it is an interrupted save
+                         of the finished steps, the MLflow run id and the run's fingerprint
 
-each file renamed into place only when complete; the older folders are then removed. A new
-``pgrpo.train`` on the same ``--out`` continues from the newest complete folder when its
+Every process writes its file into the hidden ``<out>/checkpoints/.step-<n>.tmp/``; once all
+have, the main process adds ``state.pt`` and renames the folder to ``step-<n>``, and only
+then removes the older folders. A ``step-*`` folder is therefore always complete, and the
+previous one survives any failure of the save. A write that runs out of room (full disk,
+quota, file size limit) stops training with one line naming the file (``<out>/checkpoints/
+.step-<n>.tmp/state.pt: could not write the checkpoint (No space left on device)``, exit
+code 2) and removes the temporary folder; each file is serialised in memory first, so the
+error is the file system's, not torch's stream error.
+
+A new ``pgrpo.train`` on the same ``--out`` continues from the newest complete folder when its
 fingerprint (method, seed, config hash, data, clusters, model, processes) matches, else it
-warns and starts over. The folder is removed once the adapter and metrics are written.
+warns and starts over. An unfinished save (a temporary folder, or a ``step-*`` folder without
+``state.pt``) is never resumed: it is reported in a warning and removed. The checkpoints are
+removed once the adapter and metrics are written.
 
 Files hold tensors and plain values only and are read with ``torch.load(weights_only=True)``.
 ``--out`` must be on a file system every process sees (one machine, or shared storage).
@@ -19,6 +28,8 @@ Files hold tensors and plain values only and are read with ``torch.load(weights_
 
 from __future__ import annotations
 
+import io
+import os
 import random
 import shutil
 import signal
@@ -29,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pgrpo.io import PgrpoError, atomic_path
+from pgrpo.io import PgrpoError, write_failures
 
 FOLDER = "checkpoints"
 
@@ -72,39 +83,85 @@ def latest(out: str | Path) -> Path | None:
     return done[-1] if done else None
 
 
-def save(trainer, out, next_step: int, history: list[dict], run_id, fingerprint: dict) -> Path:
-    """Write a checkpoint of every process (a collective call: all processes call it)."""
-    acc = trainer.accelerator
+def unfinished(out: str | Path) -> dict[Path, str]:
+    """The folders under ``out`` that an interrupted save left, each with what it lacks."""
     root = Path(out) / FOLDER
-    folder = root / f"step-{next_step:06d}"
-    with atomic_path(folder / f"rng-rank{acc.process_index}.pt") as tmp:
-        torch.save(rng_state(), tmp)
-    acc.wait_for_everyone()
-    trainer_state = trainer.state_dict(next_step)  # collective when the model is sharded
-    if acc.is_main_process:
-        state = {
-            "trainer": trainer_state,
-            "history": history,
-            "mlflow_run_id": run_id,
-            "fingerprint": fingerprint,
-            "processes": acc.num_processes,
-        }
-        with atomic_path(folder / "state.pt") as tmp:
-            torch.save(state, tmp)
-        for old in root.glob("step-*"):
-            if old != folder:
-                shutil.rmtree(old, ignore_errors=True)
+    found = {p: "an unfinished save" for p in root.glob(".step-*.tmp")}
+    found.update({p: "no state.pt" for p in root.glob("step-*") if not (p / "state.pt").is_file()})
+    return dict(sorted(found.items()))
+
+
+def _write(obj, path: Path) -> None:
+    """``torch.save(obj)`` to ``path``, serialised in memory first: a full disk is then an
+    OSError of the file system (one line naming ``path``), not torch's stream error."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with write_failures(path, " the checkpoint"):
+        path.write_bytes(buffer.getbuffer())
+
+
+def save(trainer, out, next_step: int, history: list[dict], run_id, fingerprint: dict) -> Path:
+    """Write a checkpoint of every process (a collective call: all processes call it) into a
+    temporary folder, renamed to ``step-<next_step>`` once complete; the temporary folder is
+    removed when a write fails."""
+    acc = trainer.accelerator
+    folder = Path(out) / FOLDER / f"step-{next_step:06d}"
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    try:
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)  # left by a save killed at this very step
+            with write_failures(tmp, " the checkpoint"):
+                tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        _write(rng_state(), tmp / f"rng-rank{acc.process_index}.pt")
+        acc.wait_for_everyone()
+        trainer_state = trainer.state_dict(next_step)  # collective when the model is sharded
+        if acc.is_main_process:
+            state = {
+                "trainer": trainer_state,
+                "history": history,
+                "mlflow_run_id": run_id,
+                "fingerprint": fingerprint,
+                "processes": acc.num_processes,
+            }
+            _write(state, tmp / "state.pt")
+            _publish(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     acc.wait_for_everyone()
     return folder
 
 
+def _publish(tmp: Path, folder: Path) -> None:
+    """Rename the complete ``tmp`` to ``folder``, then remove every other checkpoint folder."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    for old in folder.parent.iterdir():
+        if old != folder:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _drop_unfinished(out, accelerator) -> None:
+    """Warn about (main process) and remove the folders of interrupted saves under ``out``."""
+    if not accelerator.is_main_process:
+        return
+    for folder, lacking in unfinished(out).items():
+        warnings.warn(f"{folder}: incomplete checkpoint ({lacking}), ignored and removed",
+                      stacklevel=3)  # fmt: skip
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def resume(trainer, out, fingerprint: dict) -> Resumed:
     """Restore the newest matching checkpoint under ``out`` into ``trainer`` and this
-    process's random states; a fresh :class:`Resumed` when there is none."""
+    process's random states; a fresh :class:`Resumed` when there is none. Unfinished saves
+    are never resumed from: they are reported and removed."""
+    acc = trainer.accelerator
     folder = latest(out)
+    _drop_unfinished(out, acc)  # folders latest() passes over
     if folder is None:
         return Resumed()
-    acc = trainer.accelerator
     try:
         state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - a damaged file is reported as such, in one line

@@ -1,11 +1,18 @@
-"""Errors the user can act on, and atomic writes: an output appears only when it is complete."""
+"""Errors the user can act on, and atomic writes: an output appears only when it is complete.
+
+A write that runs out of room (a full disk or quota, a file size limit, a read-only file
+system) is one :class:`PgrpoError` naming the file: :func:`write_failures` turns the OSError,
+or a Rust writer's error (safetensors) carrying its ``os error N``, into that line.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -17,26 +24,56 @@ class PgrpoError(Exception):
     """An error caused by the user's input or configuration; printed as one line, exit code 2."""
 
 
+# Errors of writing that say nothing about the data: no room, or no writing at all.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def os_error(e: BaseException) -> OSError | None:
+    """``e`` as an OSError: itself, or the ``(os error N)`` a Rust writer's error ends with
+    (safetensors reports a full disk that way); None for any other error."""
+    if isinstance(e, OSError):
+        return e
+    code = re.search(r"\(os error (\d+)\)", str(e))
+    return OSError(int(code[1]), os.strerror(int(code[1]))) if code else None
+
+
+@contextlib.contextmanager
+def write_failures(path: str | os.PathLike, what: str = "") -> Iterator[None]:
+    """Run a block that writes ``path``: running out of room there (:data:`WRITE_ERRNOS`)
+    becomes ``PgrpoError("<path>: could not write<what> (<reason>)")``; other errors pass."""
+    try:
+        yield
+    except PgrpoError:
+        raise
+    except Exception as e:
+        error = os_error(e)
+        if error is None or error.errno not in WRITE_ERRNOS:
+            raise
+        raise PgrpoError(f"{path}: could not write{what} ({error.strerror})") from None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     A killed or failing writer leaves no file at ``path`` (only a hidden temporary, removed on
-    error), so Snakemake never mistakes a half-written output for a finished one.
+    error), so Snakemake never mistakes a half-written output for a finished one. A full disk
+    in the block is one line naming ``path`` (:func:`write_failures`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    target = tmp if is_dir else tmp / path.name
-    try:
-        yield target
-        if is_dir:
-            os.chmod(target, 0o777 & ~_umask())  # mkdtemp's folders are private (0700)
-            if path.exists():
-                shutil.rmtree(path)
-        os.replace(target, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with write_failures(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        target = tmp if is_dir else tmp / path.name
+        try:
+            yield target
+            if is_dir:
+                os.chmod(target, 0o777 & ~_umask())  # mkdtemp's folders are private (0700)
+                if path.exists():
+                    shutil.rmtree(path)
+            os.replace(target, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _umask() -> int:

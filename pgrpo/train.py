@@ -14,8 +14,9 @@ needs ``--reward-model``, the rating model); the task's overrides of the train s
 ``groups.json`` (the rating groups).
 
 Writes ``--out``/adapter (peft ``save_pretrained``, safetensors; the same bytes for the same
-weights, :func:`pgrpo.models.save_adapter`) and ``--out``/metrics.jsonl
-(one line of metrics per step), each only when training has finished. Every step is also
+weights, :func:`pgrpo.models.save_adapter`) and ``--out``/metrics.jsonl (one line of metrics
+per step), each only when training has finished; a write that runs out of room (there or in a
+checkpoint) stops with one line naming the file. Every step is also
 logged to MLflow (``MLFLOW_TRACKING_URI``, default ``sqlite:///mlflow.db``), with the adapter
 and the final per-cluster statistics as artifacts; see :mod:`pgrpo.tracking` for the tags.
 """

@@ -1,12 +1,18 @@
 """A training run killed at a random step (SIGKILL), or stopped the way SLURM preempts a job
 (SIGTERM), and then started again resumes from its last checkpoint and ends exactly where an
-uninterrupted run ends: adapter, metrics and MLflow run (CPU, the `.test` model and data)."""
+uninterrupted run ends: adapter, metrics and MLflow run (CPU, the `.test` model and data).
+
+A save that was interrupted is never resumed from, and a save that runs out of room (a small
+tmpfs, a file size limit) stops training with one line naming the file, leaves nothing
+half-written and keeps the previous checkpoint."""
 
 from __future__ import annotations
 
 import copy
 import json
 import random
+import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,9 +57,13 @@ class Runs:
         path.write_text(yaml.safe_dump(config))
         return path
 
+    def attempt(self, config: Path, out: Path, env=None, **popen) -> subprocess.CompletedProcess:
+        """Run training to its end, whatever its exit code (``env``: variables set besides)."""
+        cmd, env = train_command(self.pipeline, config, out), {**self.env, **(env or {})}
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, **popen)
+
     def run(self, config: Path, out: Path) -> subprocess.CompletedProcess:
-        cmd = train_command(self.pipeline, config, out)
-        done = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=900)
+        done = self.attempt(config, out)
         assert done.returncode == 0, done.stderr[-3000:]
         return done
 
@@ -162,3 +172,112 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(runs):
     assert "checkpoint of a different run (settings changed); starting from step 0" in (done.stderr)
     assert "resuming from" not in done.stdout
     assert len(metrics(out)) == STEPS
+
+
+def test_an_incomplete_checkpoint_is_reported_removed_and_never_resumed(runs):
+    out = runs.root / "incomplete"
+    config = runs.config("incomplete", checkpoint_every=1)
+    code, _ = runs.interrupt(config, out, signal.SIGKILL, 2)
+    assert code == -signal.SIGKILL and latest(out) is not None
+    complete = latest(out)
+    step = int(complete.name.split("-")[1])
+    # What a save killed mid-way leaves: its temporary folder, or (older versions) a step-*
+    # folder without state.pt; both newer than the complete checkpoint.
+    leftovers = {out / FOLDER / f".step-{step + 1:06d}.tmp": "an unfinished save",
+                 out / FOLDER / f"step-{step + 2:06d}": "no state.pt"}  # fmt: skip
+    for folder in leftovers:
+        folder.mkdir(exist_ok=True)
+        shutil.copy(complete / "rng-rank0.pt", folder)
+
+    done = runs.run(config, out)
+    assert f"resuming from {complete} (step {step} of {STEPS})" in done.stdout
+    for folder, lacking in leftovers.items():
+        warning = f"{folder}: incomplete checkpoint ({lacking}), ignored and removed"
+        assert done.stderr.count(warning) == 1, done.stderr[-3000:]
+    assert_same_as_uninterrupted(runs, out)
+
+
+def assert_write_failed(done: subprocess.CompletedProcess, message: str) -> None:
+    """Training stopped with exit code 2 and ``error: <message>``, its one error line and the
+    last line of stderr (no traceback)."""
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = done.stderr.splitlines()
+    assert [line for line in lines if line.startswith("error: ")] == [f"error: {message}"], (
+        done.stderr[-3000:]
+    )
+    assert lines[-1] == f"error: {message}" and "Traceback" not in done.stderr
+
+
+def assert_nothing_half_written(out: Path) -> None:
+    """No output, no temporary file or folder, and only complete checkpoint folders."""
+    assert not (out / "adapter").exists() and not (out / "metrics.jsonl").exists()
+    assert not list(out.glob(".*")) and not list(out.glob(f"{FOLDER}/.*"))
+    assert all((folder / "state.pt").is_file() for folder in out.glob(f"{FOLDER}/step-*"))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 80 KB tmpfs: room for one checkpoint of the tiny model (a 14 KB rng-rank0.pt and a
+    33 KB state.pt, in 4 KB pages), not for a second beside it. Skipped where mounting is not
+    permitted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=80k", "tmpfs", str(disk)]
+    try:
+        done = subprocess.run(mount, capture_output=True, text=True, timeout=60)
+    except OSError as e:
+        pytest.skip(f"cannot mount a tmpfs: {e}")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip() or done.returncode}")
+    yield disk
+    subprocess.run(["umount", str(disk)], timeout=60)
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_last_checkpoint(runs, small_disk):
+    out = small_disk
+    config = runs.config("full-disk", checkpoint_every=1)
+    done = runs.attempt(config, out)
+    written = out / FOLDER / ".step-000002.tmp/state.pt"
+    full = "could not write the checkpoint (No space left on device)"
+    assert_write_failed(done, f"{written}: {full}")
+    assert_nothing_half_written(out)
+    assert [p.name for p in (out / FOLDER).iterdir()] == ["step-000001"]  # the previous one
+
+    subprocess.run(["mount", "-o", "remount,size=16m", str(out)], check=True, timeout=60)
+    done = runs.run(config, out)  # with room again: resumes from the surviving checkpoint
+    assert f"resuming from {out / FOLDER}/step-000001 (step 1 of {STEPS})" in done.stdout
+    assert_same_as_uninterrupted(runs, out)
+
+
+def file_size_limit(limit: int):
+    """A ``preexec_fn``: files of the process may grow to ``limit`` bytes; a write beyond
+    fails with EFBIG ("File too large"), for any user (SIGXFSZ ignored, as Python does)."""
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("every", "limit", "written", "what"),
+    [
+        # rng-rank0.pt (14 KB) fits, state.pt (33 KB) does not.
+        (1, 24_000, f"{FOLDER}/.step-000001.tmp/state.pt", " the checkpoint"),
+        # No checkpoint; the adapter's README.md (5 KB) fits, adapter_model.safetensors (8 KB,
+        # written by safetensors' Rust code) does not.
+        (0, 6_000, "adapter", ""),
+    ],
+    ids=["checkpoint", "adapter"],
+)  # fmt: skip
+def test_a_file_size_limit_stops_training_with_one_line_naming_the_file(
+    runs, tmp_path, every, limit, written, what
+):
+    out = tmp_path / "out"
+    config = runs.config(f"limit-{every}", checkpoint_every=every)
+    # MLflow in memory: its SQLite file would outgrow the limit first.
+    memory = {"MLFLOW_TRACKING_URI": "sqlite:///:memory:"}
+    done = runs.attempt(config, out, memory, cwd=tmp_path, preexec_fn=file_size_limit(limit))
+    assert_write_failed(done, f"{out / written}: could not write{what} (File too large)")
+    assert_nothing_half_written(out)

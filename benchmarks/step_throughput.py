@@ -6,9 +6,11 @@ counted with ``torch.utils.flop_counter`` (not timed). Printed: step time split 
 generation, scoring, log-prob passes + backward and optimiser; prompts/s and completion
 tokens/s; the ratio to TRL; P-GRPO's overhead over GRPO (the cluster-statistics update, timed
 inside the step); FLOPs per step against this machine's measured matmul throughput; peak
-memory. Defaults are the settings of the performance issue's TRL reference point
-(SmolLM2-135M, 8 prompts x G=4, 10-title history, 4 new tokens, LoRA r=16 on q/v, beta 0.04,
-fp32, 2 threads):
+memory. TRL runs twice, with its own defaults (``trl``: gradient checkpointing on, which
+trades compute for memory) and with gradient checkpointing off (``trl_no_gc``), so that no
+ratio rests on TRL's memory-saving default alone. Defaults are the settings of the
+performance issue's TRL reference point (SmolLM2-135M, 8 prompts x G=4, 10-title history, 4
+new tokens, LoRA r=16 on q/v, beta 0.04, fp32, 2 threads):
 
     ./with-venv python benchmarks/step_throughput.py
     ./with-venv python benchmarks/step_throughput.py --precision bf16
@@ -61,7 +63,7 @@ def run_pgrpo(args, method: str) -> dict:
         seed=args.seed, precision=args.precision,
     )  # fmt: skip
     trainer = Trainer(
-        add_lora(load_base_model(folder), lora(args)), tokenizer, task,
+        add_lora(load_base_model(folder, args.precision), lora(args)), tokenizer, task,
         Accelerator(cpu=not torch.cuda.is_available()), settings, 4, stop_token_ids(tokenizer),
     )  # fmt: skip
     records = []
@@ -96,11 +98,22 @@ def run_pgrpo(args, method: str) -> dict:
     }
 
 
+TRAINERS = {
+    "grpo": "pgrpo's GRPO",
+    "pgrpo": "pgrpo's P-GRPO",
+    "trl": "TRL's GRPOTrainer with its defaults (gradient checkpointing on)",
+    "trl_no_gc": "TRL's GRPOTrainer with gradient checkpointing off",
+}
+TRL_OPTIONS = {"trl": [], "trl_no_gc": ["--trl-option", "gradient_checkpointing=false"]}
+LABELS = {"grpo": "pgrpo GRPO", "pgrpo": "pgrpo P-GRPO"}  # TRL's runs name their settings
+
+
 def run_child(name: str, argv: list[str], folder: Path) -> dict:
     """Run one trainer in a fresh process; its JSON result."""
     result = folder / f"{name}.json"
-    script = HERE / ("trl_step.py" if name == "trl" else "step_throughput.py")
-    cmd = [sys.executable, str(script), *argv, "--only", name, "--result", str(result)]
+    script = HERE / ("trl_step.py" if name in TRL_OPTIONS else "step_throughput.py")
+    extra = TRL_OPTIONS.get(name, [])
+    cmd = [sys.executable, str(script), *argv, *extra, "--only", name, "--result", str(result)]
     print(f"running {name} ...", file=sys.stderr, flush=True)
     subprocess.run(cmd, check=True, stdout=sys.stderr)  # stdout is the report's
     return json.loads(result.read_text())
@@ -111,7 +124,7 @@ def median(result: dict, key: str) -> float:
 
 
 def report(args, results: dict[str, dict], peak_flops: float) -> None:
-    label = {"grpo": "pgrpo GRPO", "pgrpo": "pgrpo P-GRPO", "trl": "TRL 1.16 GRPOTrainer"}
+    label = {name: r.get("label", LABELS.get(name, name)) for name, r in results.items()}
     print(f"machine: {machine()}")
     lengths = [r["prompt_tokens_mean"] for r in results.values() if "prompt_tokens_mean" in r]
     prompt_tokens = lengths[0] if lengths else None
@@ -140,11 +153,11 @@ def report(args, results: dict[str, dict], peak_flops: float) -> None:
             f"{flops / step / peak_flops:.0%} | {r['peak_rss_gb']:.2f} GB |"
         )
     print()
-    if "trl" in results:
+    for trl in (t for t in TRL_OPTIONS if t in results):
         for name in ("grpo", "pgrpo"):
             if name in results:
-                ratio = median(results["trl"], "step") / median(results[name], "step")
-                print(f"{label[name]} vs TRL: {ratio:.1f}x the prompts/s")
+                ratio = median(results[trl], "step") / median(results[name], "step")
+                print(f"{label[name]} vs {label[trl]}: {ratio:.1f}x the prompts/s")
     if "grpo" in results and "pgrpo" in results:
         extra = median(results["pgrpo"], "advantages") - median(results["grpo"], "advantages")
         step = median(results["pgrpo"], "step")
@@ -157,7 +170,10 @@ def report(args, results: dict[str, dict], peak_flops: float) -> None:
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--trainers", default="grpo,pgrpo,trl", help="any of grpo, pgrpo, trl")
+    p.add_argument(
+        "--trainers", default=",".join(TRAINERS),
+        help="; ".join(f"{k}: {v}" for k, v in TRAINERS.items()),
+    )  # fmt: skip
     p.add_argument("--only", default=None, help=argparse.SUPPRESS)
     p.add_argument("--result", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -165,9 +181,10 @@ def main() -> None:
         Path(args.result).write_text(json.dumps(run_pgrpo(args, args.only)))
         return
     names = [n for n in args.trainers.split(",") if n]
-    unknown = set(names) - {"grpo", "pgrpo", "trl"}
+    unknown = set(names) - TRAINERS.keys()
     if unknown:
-        p.error(f"--trainers: unknown {', '.join(sorted(unknown))} (allowed: grpo, pgrpo, trl)")
+        allowed = ", ".join(TRAINERS)
+        p.error(f"--trainers: unknown {', '.join(sorted(unknown))} (allowed: {allowed})")
     model_dir(args)  # convert the model once, before the children start
     with tempfile.TemporaryDirectory() as tmp:
         results = {n: run_child(n, sys.argv[1:], Path(tmp)) for n in names}

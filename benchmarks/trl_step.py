@@ -4,7 +4,8 @@ Started by ``step_throughput.py`` in a process of its own (separate peak memory)
 JSON result. Settings mirror pgrpo's trainer: the same model object, LoRA (r, alpha, q/v),
 prompts in the same order (``shuffle_dataset=False``), G, completion length, pure sampling at
 the same temperature (``top_k=0``, ``top_p=1``), beta, learning rate, one iteration per batch,
-and the same precision (TRL's own default would be bf16).
+and the same precision, the frozen base in its compute dtype as pgrpo loads it (TRL's own
+default would be bf16).
 
     ./with-venv python benchmarks/trl_step.py --result trl.json [workload options]
         [--trl-option gradient_checkpointing=false ...]  (any GRPOConfig field)
@@ -33,6 +34,7 @@ def main() -> None:
     overrides = dict(parse_option(o) for o in args.trl_option)
     torch.set_num_threads(args.threads)
 
+    import trl
     from datasets import Dataset
     from peft import LoraConfig
     from trl import GRPOConfig, GRPOTrainer
@@ -68,7 +70,7 @@ def main() -> None:
             dataloader_num_workers=0, **overrides,
         )  # fmt: skip
         trainer = GRPOTrainer(
-            model=load_base_model(folder), reward_funcs=reward, args=config,
+            model=load_base_model(folder, args.precision), reward_funcs=reward, args=config,
             train_dataset=dataset, processing_class=load_tokenizer(folder),
             peft_config=peft_config,
         )  # fmt: skip
@@ -81,6 +83,8 @@ def main() -> None:
     measured = timer.records[args.warmup :]  # the FLOP-counted step is not recorded
     result = {
         "trainer": "trl",
+        "label": f"TRL {trl.__version__} GRPOTrainer, gradient checkpointing "
+        + ("on" if config.gradient_checkpointing else "off"),
         "steps": measured,
         "flops_per_step": timer.flops,
         "peak_rss_gb": peak_rss_gb(),

@@ -1,5 +1,9 @@
 """The workload every trainer of the step benchmark runs: model, prompts, LoRA and settings.
 
+``--task movielens`` (the default): MovieLens-100K next-item prompts from the recbole wheel;
+``--task personas``: the seven-personas task's requests (generated from ``config.yaml``'s
+``personas`` section), whose answers are free text of up to ``--max-new-tokens`` tokens.
+
 Shared by ``step_throughput.py`` (which runs pgrpo's trainer and starts the others) and
 ``trl_step.py`` (TRL's GRPOTrainer), so that both sides see the same prompts in the same
 order, the same model, LoRA configuration, group size, completion length, sampling settings,
@@ -19,12 +23,16 @@ import torch
 
 from pgrpo.data.movielens import build_examples, default_raw_dir, load_movielens
 from pgrpo.models import LoraSettings, materialize_model, model_dir_name
+from pgrpo.tasks import Task
 from pgrpo.tasks.movielens import MovieLensTask
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--model", default="smollm2-135m", help="smollm2-135m or tiny")
+    p.add_argument("--task", default="movielens", choices=["movielens", "personas"])
     p.add_argument("--models-dir", default="resources/models", help="materialised models")
     p.add_argument("--prompts", type=int, default=8, help="prompts per step")
     p.add_argument("--group-size", type=int, default=4)
@@ -61,18 +69,22 @@ def model_dir(args) -> Path:
     return folder
 
 
-def workload(args) -> tuple[MovieLensTask, list[list[dict]], dict[int, int]]:
+def workload(args) -> tuple[Task, list[list[dict]], dict[int, int]]:
     """(task, the prompts of every step in order, a cluster id per user).
 
-    MovieLens-100K (inside the recbole wheel), one training example per user, a seeded
-    sample; four random preference clusters (their values do not change the work done).
+    MovieLens-100K (inside the recbole wheel), one training example per user, or the
+    personas task's requests; a seeded sample; four random preference clusters (their
+    values do not change the work done).
     """
-    ml = load_movielens("ml-100k", default_raw_dir("ml-100k"))
-    task = MovieLensTask.from_items_frame(ml.items)
-    examples = build_examples(
-        ml, history_length=args.history, num_candidates=args.candidates,
-        max_train_examples_per_user=1, min_ratings=args.history + 3, seed=args.seed,
-    )["train"]  # fmt: skip
+    if args.task == "personas":
+        task, examples = personas_examples(args.seed)
+    else:
+        ml = load_movielens("ml-100k", default_raw_dir("ml-100k"))
+        task = MovieLensTask.from_items_frame(ml.items)
+        examples = build_examples(
+            ml, history_length=args.history, num_candidates=args.candidates,
+            max_train_examples_per_user=1, min_ratings=args.history + 3, seed=args.seed,
+        )["train"]  # fmt: skip
     steps = args.warmup + args.repeats + 1  # + 1: the step whose FLOPs are counted
     rng = np.random.default_rng(args.seed)
     picked = rng.choice(len(examples), size=steps * args.prompts, replace=False)
@@ -80,6 +92,17 @@ def workload(args) -> tuple[MovieLensTask, list[list[dict]], dict[int, int]]:
     per_step = [chosen[i * args.prompts : (i + 1) * args.prompts] for i in range(steps)]
     clusters = {int(e["user_id"]): int(rng.integers(4)) for e in examples}
     return task, per_step, clusters
+
+
+def personas_examples(seed: int) -> tuple[Task, list[dict]]:
+    """The personas task and its training requests, as ``config.yaml`` generates them."""
+    from pgrpo.config import load_config
+    from pgrpo.data.personas import generate_users
+    from pgrpo.tasks.personas import PersonasTask, split_examples
+
+    config = load_config(ROOT / "config.yaml")["personas"]
+    task = PersonasTask(config["max_words"])
+    return task, split_examples(generate_users(config, seed))["train"]
 
 
 def peak_rss_gb() -> float:

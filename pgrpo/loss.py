@@ -134,17 +134,19 @@ def token_log_probs(
     """log pi(token | context) = logits[token] - logsumexp(logits), in at least float32.
 
     logits [batch, seq, vocab], tokens [batch, n] -> [batch, n] float32 (float64 for float64
-    logits). Token i is scored with the logits at ``positions[i]`` ([n], several tokens may
-    share one position), or at position i when ``positions`` is None (then n = seq). No
-    float32 copy of half-precision logits is held for more than one sequence at a time.
+    logits). Token i is scored with the logits at ``positions[i]`` ([n], or [batch, n] to
+    differ per row; several tokens may share one position), or at position i when
+    ``positions`` is None (then n = seq). No float32 copy of half-precision logits is held
+    for more than one sequence at a time.
     """
     if positions is None:
         positions = torch.arange(tokens.shape[1], device=tokens.device)
+    positions = positions.expand(tokens.shape)  # [batch, n]
     rows = torch.arange(tokens.shape[0], device=tokens.device)[:, None]
-    picked = logits[rows, positions[None], tokens]  # [batch, n]
+    picked = logits[rows, positions, tokens]  # [batch, n]
     if logits.dtype in (torch.float32, torch.float64):
         normaliser = torch.logsumexp(logits, dim=-1)  # [batch, seq]
     else:
         normaliser = torch.stack([torch.logsumexp(row.float(), dim=-1) for row in logits])
         picked = picked.float()
-    return picked - normaliser[:, positions]
+    return picked - normaliser.gather(1, positions)

@@ -187,12 +187,19 @@ def generate(
 
 
 def _sample(probs: torch.Tensor, generator, group_size: int) -> torch.Tensor:
-    """One token per row of ``probs`` [B, V]; per-prompt generators draw for their G rows."""
-    if not isinstance(generator, list | tuple):
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-    rows = probs.view(len(generator), group_size, -1)  # [P, G, V]
-    picks = [torch.multinomial(r, 1, generator=gen) for r, gen in zip(rows, generator, strict=True)]
-    return torch.cat(picks).squeeze(-1)  # [B]
+    """One token per row of ``probs`` [B, V] by inverse transform sampling: a uniform draw
+    per row, located in the row's cumulative probabilities (float64). ``torch.multinomial``
+    draws one exponential variate per vocabulary entry instead (49k per answer token for
+    SmolLM2), which cost more than the rest of a decoding step's sampling. Per-prompt
+    generators draw for their G rows."""
+    shape = {"device": probs.device, "dtype": torch.float64}
+    if isinstance(generator, list | tuple):
+        u = torch.cat([torch.rand(group_size, generator=g, **shape) for g in generator])
+    else:
+        u = torch.rand(probs.shape[0], generator=generator, **shape)
+    cdf = probs.double().cumsum(-1)  # [B, V]; a zero-probability token is never drawn
+    token = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1)
+    return token.clamp_(max=probs.shape[-1] - 1)  # [B]
 
 
 def completion_log_probs(
@@ -207,7 +214,9 @@ def completion_log_probs(
     After the prompts (``prefilled``, or run here), one forward pass feeds every prompt's G
     completions side by side as tree sequences. Gradients reach the prompt's keys and values
     from every completion, so the result and its gradient equal ``full_sequence_log_probs``
-    (tested) at a fraction of the cost.
+    (tested) at a fraction of the cost. The output layer runs only at the positions whose
+    next token is scored: not after a completion's last token, nor after its end.
+    Masked tokens get finite log-probs of no meaning.
     """
     if prefilled is None:
         prefilled = prefill(model, prompts)
@@ -219,6 +228,18 @@ def completion_log_probs(
     completion = torch.arange(1, g + 1, device=device).repeat_interleave(steps)  # [G*T]
     segment = torch.cat([torch.zeros(prompt_len, dtype=torch.long, device=device), completion])
     offset = torch.arange(steps, device=device).repeat(g)  # token t of each completion
+    # Token t of completion j is predicted by the prompt's last position (t = 0) or by the
+    # tree position j*T + t - 1 (token t - 1 of the same completion); the positions kept for
+    # the output layer are those predicting a real token, listed per prompt (padded with
+    # position 0 to the longest list), and ``source`` says which row of ``logits`` scores
+    # each token.
+    needed = torch.zeros(n_prompts, g * steps, dtype=torch.bool, device=device)
+    needed[:, :-1] = (offset[1:] > 0) & (valid[:, prompt_len + 1 :] > 0)
+    kept = torch.sort(needed.int(), dim=1, descending=True, stable=True).indices
+    kept = kept[:, : int(needed.sum(1).max())]  # [P, M]
+    rank = needed.cumsum(1)  # position q of prompt p is logits row rank[p, q] (1-based)
+    previous = torch.cat([rank.new_zeros(n_prompts, 1), rank[:, :-1]], 1)  # position j*T+t-1
+    source = torch.where((offset[None] > 0) & needed.roll(1, 1), previous, 0)  # [P, G*T]
     out = model(
         input_ids=tree_ids,
         attention_mask=tree_attention_mask(
@@ -226,11 +247,9 @@ def completion_log_probs(
         ),
         position_ids=prompts.lengths[:, None] + offset[None],
         cache=prefilled.cache_copy(model, detach=False),
+        logits_to_keep=kept,
     )
-    logits = torch.cat([prefilled.logits[:, None], out.logits], dim=1)  # [P, 1 + G*T, V]
-    # Token t of completion j is predicted by the prompt's last position (t = 0) or by token
-    # t - 1 of the same completion, at index 1 + j*T + t - 1 = j*T + t of ``logits``.
-    source = torch.where(offset == 0, 0, torch.arange(g * steps, device=device))
+    logits = torch.cat([prefilled.logits[:, None], out.logits], dim=1)  # [P, 1 + M, V]
     return token_log_probs(logits, tree_ids, source).reshape(n_prompts * g, steps)
 
 

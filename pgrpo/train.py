@@ -162,7 +162,9 @@ def main(argv: list[str] | None = None) -> None:
         task, examples, partial(prompt_lengths, tokenizer), context_length(args.model),
         settings.max_new_tokens, str(data_dir / "train.jsonl"),
     )  # fmt: skip
-    policy = add_lora(load_base_model(args.model), LoraSettings.from_config(config))
+    policy = add_lora(
+        load_base_model(args.model, settings.precision), LoraSettings.from_config(config)
+    )
     trainer = Trainer(
         policy, tokenizer, task, accelerator, settings, num_clusters, stop_token_ids(tokenizer)
     )

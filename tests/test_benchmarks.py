@@ -37,12 +37,14 @@ def test_step_benchmark_runs_pgrpo_and_trl_side_by_side(tmp_path):
         "--warmup", "0", "--repeats", "1",
     )  # fmt: skip
     rows = table_rows(out)
-    assert set(rows) == {"pgrpo GRPO", "pgrpo P-GRPO", "TRL 1.16 GRPOTrainer"}
+    trl = "TRL 1.16.0 GRPOTrainer, gradient checkpointing"
+    assert set(rows) == {"pgrpo GRPO", "pgrpo P-GRPO", f"{trl} on", f"{trl} off"}
     for cells in rows.values():
         step, prompts_per_s = float(cells[0]), float(cells[1])
         assert step > 0 and abs(prompts_per_s - 2 / step) < 0.01 * prompts_per_s + 1e-3
         assert float(cells[7]) > 0  # FLOPs were counted
-    assert re.search(r"pgrpo P-GRPO vs TRL: [\d.]+x the prompts/s", out)
+    for setting in ("on", "off"):  # TRL's default, and the setting that needs no recompute
+        assert re.search(rf"pgrpo P-GRPO vs {trl} {setting}: [\d.]+x the prompts/s", out)
     assert re.search(r"P-GRPO overhead .*: [\d.]+ ms per step", out)
     assert "measured matmul peak" in out
 

@@ -5,6 +5,7 @@ happens beside it."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from pipeline_run import REPO, TEST_CONFIG, environment, snakemake, snakemake_command
@@ -76,8 +78,8 @@ def copy_of_the_run(pipeline, tmp_path):
 
 
 def test_jobs_keep_their_config_while_a_dry_run_with_another_one_parses(pipeline, copy_of_the_run):
-    """Two trainings run one after the other; while the first runs, `snakemake -n` parses
-    the workflow with another learning rate. Both trainings read their own invocation's
+    """Two trainings run one after the other; while the first runs (held still), `snakemake
+    -n` parses the workflow with another learning rate. Both trainings read their own invocation's
     config: MLflow records the .test learning rate for both."""
     workdir = copy_of_the_run
     env = environment(workdir)
@@ -98,10 +100,20 @@ def test_jobs_keep_their_config_while_a_dry_run_with_another_one_parses(pipeline
         while not any(logs.glob(pattern)):  # the first training started
             assert real.poll() is None and time.monotonic() < deadline, "no training started"
             time.sleep(0.2)
-        dry = snakemake(workdir, "-n", "--configfile", str(TEST_CONFIG),
-                        str(other_config(workdir)), env=env)  # fmt: skip
+        # Held still (SIGSTOP) while the dry run parses, so that the first training is
+        # surely running, and the second not yet started, however fast the machine.
+        held = [psutil.Process(real.pid), *psutil.Process(real.pid).children(recursive=True)]
+        for proc in held:
+            proc.suspend()
+        try:
+            dry = snakemake(workdir, "-n", "--configfile", str(TEST_CONFIG),
+                            str(other_config(workdir)), env=env)  # fmt: skip
+            started = len(list(logs.glob(pattern)))
+        finally:
+            for proc in held:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.resume()
         assert dry.returncode == 0, dry.stderr[-3000:]
-        started = len(list(logs.glob(pattern)))
         output, _ = real.communicate(timeout=1200)
     finally:
         real.kill()

@@ -91,6 +91,7 @@ def run_pgrpo(args, method: str) -> dict:
     ]
     return {
         "trainer": method,
+        "label": f"pgrpo {'P-GRPO' if method == 'pgrpo' else 'GRPO'}",
         "steps": records,
         "flops_per_step": counter.get_total_flops(),
         "peak_rss_gb": peak_rss_gb(),
@@ -105,7 +106,6 @@ TRAINERS = {
     "trl_no_gc": "TRL's GRPOTrainer with gradient checkpointing off",
 }
 TRL_OPTIONS = {"trl": [], "trl_no_gc": ["--trl-option", "gradient_checkpointing=false"]}
-LABELS = {"grpo": "pgrpo GRPO", "pgrpo": "pgrpo P-GRPO"}  # TRL's runs name their settings
 
 
 def run_child(name: str, argv: list[str], folder: Path) -> dict:
@@ -124,7 +124,7 @@ def median(result: dict, key: str) -> float:
 
 
 def report(args, results: dict[str, dict], peak_flops: float) -> None:
-    label = {name: r.get("label", LABELS.get(name, name)) for name, r in results.items()}
+    label = {name: r["label"] for name, r in results.items()}  # each run names itself
     print(f"machine: {machine()}")
     lengths = [r["prompt_tokens_mean"] for r in results.values() if "prompt_tokens_mean" in r]
     prompt_tokens = lengths[0] if lengths else None

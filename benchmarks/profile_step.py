@@ -90,7 +90,10 @@ def lm_head_matmul_seconds(events) -> float:
 
 
 def main() -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--top", type=int, default=0, help="also list the N costliest operators")
+    p.add_argument("--by-shape", action="store_true", help="list operators per input shape")
+    args = p.parse_args()
     from accelerate import Accelerator
 
     from pgrpo.models import add_lora, load_base_model, load_tokenizer, stop_token_ids
@@ -113,7 +116,10 @@ def main() -> None:
         trainer.step(step, per_step[step], clusters)
     phases = collections.defaultdict(float)
     wall = 0.0
-    with lm_head_range(policy), profile(activities=[ProfilerActivity.CPU]) as prof:
+    with (
+        lm_head_range(policy),
+        profile(activities=[ProfilerActivity.CPU], record_shapes=args.by_shape) as prof,
+    ):
         for step in range(args.warmup, args.warmup + args.repeats):
             start = time.perf_counter()
             metrics = trainer.step(step, per_step[step], clusters)
@@ -142,6 +148,10 @@ def main() -> None:
     print("\n| kind of work | s/step | share |\n|---|---:|---:|")
     for kind, seconds in sorted(kinds.items(), key=lambda kv: -kv[1]):
         print(f"| {kind} | {seconds / n:.3f} | {seconds / wall:.0%} |")
+    if args.top:
+        print(f"\nThe {args.top} operators of most self CPU time, over the {n} profiled steps:")
+        table = prof.key_averages(group_by_input_shape=args.by_shape)
+        print(table.table(sort_by="self_cpu_time_total", row_limit=args.top))
 
 
 if __name__ == "__main__":

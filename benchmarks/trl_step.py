@@ -69,8 +69,10 @@ def main() -> None:
             logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
             dataloader_num_workers=0, **overrides,
         )  # fmt: skip
+        # TRL as its users run it: transformers' default attention (sdpa), not pgrpo's own.
+        model = load_base_model(folder, args.precision, attention="sdpa")
         trainer = GRPOTrainer(
-            model=load_base_model(folder, args.precision), reward_funcs=reward, args=config,
+            model=model, reward_funcs=reward, args=config,
             train_dataset=dataset, processing_class=load_tokenizer(folder),
             peft_config=peft_config,
         )  # fmt: skip

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         task, examples, partial(prompt_lengths, tokenizer), context_length(args.model),
         cfg["max_new_tokens"], str(args.test or data_dir / "test.jsonl"),
     )  # fmt: skip
-    model = load_base_model(args.model, config["model"]["precision"])
+    model = load_base_model(args.model, config["model"]["precision"], config["model"]["attention"])
     if args.adapter:
         model = load_adapter(model, args.adapter)
     model.eval()

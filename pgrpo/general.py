@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
         command = lm_eval_command(args.model, args.adapter, cfg["lm_eval_tasks"], out_dir,
                                   precision, cfg["batch_size"], seed)  # fmt: skip
     tokenizer = load_tokenizer(args.model)
-    model = load_base_model(args.model, precision)
+    model = load_base_model(args.model, precision, config["model"]["attention"])
     if args.adapter:
         model = load_adapter(model, args.adapter)
     model.eval()

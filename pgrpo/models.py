@@ -149,11 +149,24 @@ def load_tokenizer(model_dir: str | Path):
     return tokenizer
 
 
-def load_base_model(model_dir: str | Path, precision: str = "fp32"):
+def attention_implementation(choice: str = "auto") -> str:
+    """transformers' ``attn_implementation`` for ``model.attention``: ``auto`` = ``grouped``
+    (:mod:`pgrpo.attention`, registered here) without a CUDA device, ``sdpa`` with one."""
+    if choice not in ATTENTIONS:
+        raise PgrpoError(f"model.attention: {choice!r} is not one of {', '.join(ATTENTIONS)}")
+    if choice == "auto":
+        choice = "sdpa" if torch.cuda.is_available() else "grouped"
+    if choice == "grouped":
+        import pgrpo.attention  # noqa: F401  (registers the implementation)
+    return choice
+
+
+def load_base_model(model_dir: str | Path, precision: str = "fp32", attention: str = "auto"):
     """The frozen base model from a materialised checkpoint (safetensors only), its weights
     in the compute dtype of ``precision`` (:func:`compute_dtype`): bfloat16 for ``bf16``, so
     that no forward pass casts them again (the peft/TRL convention; a LoRA adapter added by
-    :func:`add_lora` is float32 all the same)."""
+    :func:`add_lora` is float32 all the same); its attention as ``attention`` says
+    (:func:`attention_implementation`)."""
     from transformers import AutoModelForCausalLM
 
     model_dir = Path(model_dir)
@@ -161,7 +174,11 @@ def load_base_model(model_dir: str | Path, precision: str = "fp32"):
         raise PgrpoError(f"{model_dir}: no config.json, not a model folder")
     dtype = compute_dtype(precision)
     model = safetensors_only(
-        model_dir, AutoModelForCausalLM.from_pretrained, model_dir, dtype=dtype
+        model_dir,
+        AutoModelForCausalLM.from_pretrained,
+        model_dir,
+        dtype=dtype,
+        attn_implementation=attention_implementation(attention),
     )
     model.requires_grad_(False)
     return model
@@ -246,6 +263,7 @@ def stop_token_ids(tokenizer) -> list[int]:
 
 
 PRECISIONS = ("fp32", "bf16")
+ATTENTIONS = ("auto", "grouped", "sdpa", "eager")
 
 
 def compute_dtype(precision: str) -> torch.dtype:

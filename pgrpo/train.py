@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> None:
         settings.max_new_tokens, str(data_dir / "train.jsonl"),
     )  # fmt: skip
     policy = add_lora(
-        load_base_model(args.model, settings.precision), LoraSettings.from_config(config)
+        load_base_model(args.model, settings.precision, config["model"]["attention"]),
+        LoraSettings.from_config(config),
     )
     trainer = Trainer(
         policy, tokenizer, task, accelerator, settings, num_clusters, stop_token_ids(tokenizer)

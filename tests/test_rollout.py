@@ -8,7 +8,7 @@ import torch
 from tolerances import assert_equal_up_to_rounding
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from pgrpo.models import LoraSettings, add_lora
+from pgrpo.models import LoraSettings, add_lora, attention_implementation
 from pgrpo.rollout import (
     Completions,
     PromptBatch,
@@ -29,7 +29,7 @@ def tiny_model(seed: int = 0, attention: str = "sdpa") -> LlamaForCausalLM:
     config = LlamaConfig(
         vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, pad_token_id=PAD, eos_token_id=STOP,
-        initializer_range=0.5, attn_implementation=attention,
+        initializer_range=0.5, attn_implementation=attention_implementation(attention),
     )  # fmt: skip
     return LlamaForCausalLM(config)
 
@@ -68,11 +68,12 @@ def some_completions(groups: int, group_size: int, steps: int, seed: int) -> Com
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18, 19]]
 
 
-# sdpa takes a boolean mask, eager an additive float one. sdpa runs in float64, eager in float32,
-# because transformers' own float64 eager mask turns left-padding rows into NaN in the plain
-# reference computation. Both round at float32: Llama's RMSNorm (and eager softmax) compute in
-# float32 whatever the model's dtype.
-DTYPES = {"sdpa": torch.float64, "eager": torch.float32}
+# sdpa and grouped (pgrpo.attention) take a boolean mask, eager an additive float one. sdpa and
+# grouped run in float64, eager in float32, because transformers' own float64 eager mask turns
+# left-padding rows into NaN in the plain reference computation. All round at float32: Llama's
+# RMSNorm (and eager softmax) compute in float32 whatever the model's dtype.
+DTYPES = {"sdpa": torch.float64, "grouped": torch.float64, "eager": torch.float32}
+ATTENTIONS = list(DTYPES)
 ROUNDS_AT = torch.float32
 
 
@@ -85,7 +86,7 @@ def reduction_terms(policy, completions: Completions) -> dict[str, int]:
     return {"log_probs": width, "gradients": width * positions}
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("attention", ATTENTIONS)
 @pytest.mark.parametrize("group_size,steps", [(1, 1), (3, 1), (3, 4), (4, 6)])
 def test_tree_log_probs_and_gradients_equal_full_sequences(group_size, steps, attention):
     dtype = DTYPES[attention]
@@ -141,7 +142,7 @@ def test_one_prefill_serves_sampling_and_the_training_pass():
                                     msg="gradient")  # fmt: skip
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("attention", ATTENTIONS)
 def test_sampling_log_probs_equal_full_sequences(attention):
     """Each sampled token's log-prob while decoding (G siblings side by side in one cache)
     equals its log-prob on its own full sequence: siblings never see each other."""

@@ -113,17 +113,20 @@ def tree_attention_mask(
 ) -> torch.Tensor:
     """The 4D attention mask of tree-shaped sequences, in the form ``model``'s attention takes.
 
-    ``valid`` [P, K]: which keys are real tokens; ``segment`` [K]: 0 for prompt keys (seen by
-    every query), g + 1 for keys of completion g (seen only by that completion's later tokens);
-    ``query_index`` [Q]: each query's own index on the key axis. A query sees a key when the key
-    is real, not after the query, and in the prompt or in the query's own completion. Every
-    query sees itself, so that no row is empty (padding rows are computed but never read).
+    ``valid`` [P, K]: which keys are real tokens; ``segment`` [K], or [P, K] when the layout
+    differs per prompt: 0 for prompt keys (seen by every query), g + 1 for keys of completion
+    g (seen only by that completion's later tokens); ``query_index`` [Q]: each query's own
+    index on the key axis. A query sees a key when the key is real, not after the query, and
+    in the prompt or in the query's own completion. Every query sees itself, so that no row is
+    empty (padding rows are computed but never read).
     """
-    keys = torch.arange(segment.shape[0], device=segment.device)
+    keys = torch.arange(segment.shape[-1], device=segment.device)
     query = query_index[:, None]  # [Q, 1]
-    same = (segment[None] == 0) | (segment[None] == segment[query_index][:, None])
-    allowed = (keys[None] <= query) & same  # [Q, K]
-    allowed = (allowed[None] & valid[:, None].bool()) | (keys[None] == query)[None]  # [P, Q, K]
+    segment = segment.expand(valid.shape)  # [P, K]
+    own = segment[:, query_index][:, :, None]  # [P, Q, 1]
+    same = (segment[:, None] == 0) | (segment[:, None] == own)  # [P, Q, K]
+    allowed = (keys[None] <= query)[None] & same & valid[:, None].bool()
+    allowed = allowed | (keys[None] == query)[None]  # [P, Q, K]
     allowed = allowed[:, None]  # [P, 1, Q, K], shared by all heads
     if takes_boolean_mask(model):
         return allowed
@@ -222,43 +225,52 @@ def completion_log_probs(
     After the prompts (``prefilled``, or run here), one forward pass feeds every prompt's G
     completions side by side as tree sequences. Gradients reach the prompt's keys and values
     from every completion, so the result and its gradient equal ``full_sequence_log_probs``
-    (tested) at a fraction of the cost. The output layer runs only at the positions whose
-    next token is scored: not after a completion's last token, nor after its end.
-    Masked tokens get finite log-probs of no meaning.
+    (tested) at a fraction of the cost. The tree holds only the completions' real tokens:
+    each completion's tokens up to its end, the G completions one after the other, padded at
+    the end to the prompt with the most (a one-letter answer in a batch whose longest answer
+    has 4 tokens takes 2 positions, not 4). The output layer runs only at the positions whose
+    next token is scored: not at a completion's last token. Masked tokens get log-prob 0.
     """
     if prefilled is None:
         prefilled = prefill(model, prompts)
     n_prompts, prompt_len = prompts.ids.shape
     g, steps = group_size, completions.ids.shape[1]
     device = prompts.ids.device
-    tree_ids = completions.ids.reshape(n_prompts, g * steps)
-    valid = torch.cat([prompts.mask, completions.mask.reshape(n_prompts, g * steps)], 1)
-    completion = torch.arange(1, g + 1, device=device).repeat_interleave(steps)  # [G*T]
-    segment = torch.cat([torch.zeros(prompt_len, dtype=torch.long, device=device), completion])
-    offset = torch.arange(steps, device=device).repeat(g)  # token t of each completion
-    # Token t of completion j is predicted by the prompt's last position (t = 0) or by the
-    # tree position j*T + t - 1 (token t - 1 of the same completion); the positions kept for
-    # the output layer are those predicting a real token, listed per prompt (padded with
-    # position 0 to the longest list), and ``source`` says which row of ``logits`` scores
-    # each token.
-    needed = torch.zeros(n_prompts, g * steps, dtype=torch.bool, device=device)
-    needed[:, :-1] = (offset[1:] > 0) & (valid[:, prompt_len + 1 :] > 0)
+    real = completions.mask.reshape(n_prompts, g * steps).bool()  # right-padded per answer
+    # The tree's slots, per prompt: the real tokens in order (completion by completion), then
+    # the other entries, cut to the longest prompt's count of real tokens.
+    order = torch.sort((~real).int(), dim=1, stable=True).indices
+    order = order[:, : max(int(real.sum(1).max()), 1)]  # [P, W]
+    tree_ids = completions.ids.reshape(n_prompts, g * steps).gather(1, order)
+    tree_real = real.gather(1, order)
+    offset = torch.arange(steps, device=device).repeat(g)[order]  # token t of its answer
+    completion = torch.arange(1, g + 1, device=device).repeat_interleave(steps)[order]
+    segment = torch.cat([completion.new_zeros(n_prompts, prompt_len), completion], 1)
+    valid = torch.cat([prompts.mask.bool(), tree_real], 1)
+    # Token t > 0 is predicted by the slot before it (token t - 1 of the same answer), token 0
+    # by the prompt's last position. The slots kept for the output layer are those whose next
+    # slot is such a token, listed per prompt (padded with slot 0 to the longest list);
+    # ``source`` says which row of ``logits`` (row 0: the prompt's) scores each slot's token.
+    needed = torch.zeros_like(tree_real)
+    needed[:, :-1] = tree_real[:, 1:] & (offset[:, 1:] > 0)
     kept = torch.sort(needed.int(), dim=1, descending=True, stable=True).indices
     kept = kept[:, : int(needed.sum(1).max())]  # [P, M]
-    rank = needed.cumsum(1)  # position q of prompt p is logits row rank[p, q] (1-based)
-    previous = torch.cat([rank.new_zeros(n_prompts, 1), rank[:, :-1]], 1)  # position j*T+t-1
-    source = torch.where((offset[None] > 0) & needed.roll(1, 1), previous, 0)  # [P, G*T]
+    rank = needed.cumsum(1)  # slot q of prompt p is logits row rank[p, q] (1-based)
+    previous = torch.cat([rank.new_zeros(n_prompts, 1), rank[:, :-1]], 1)  # slot q - 1
+    source = torch.where((offset > 0) & tree_real, previous, 0)  # [P, W]
     out = model(
         input_ids=tree_ids,
         attention_mask=tree_attention_mask(
-            model, valid, segment, torch.arange(prompt_len, segment.shape[0], device=device)
+            model, valid, segment, torch.arange(prompt_len, segment.shape[1], device=device)
         ),
-        position_ids=prompts.lengths[:, None] + offset[None],
+        position_ids=prompts.lengths[:, None] + offset,
         cache=prefilled.cache_copy(model, detach=False),
         logits_to_keep=kept,
     )
     logits = torch.cat([prefilled.logits[:, None], out.logits], dim=1)  # [P, 1 + M, V]
-    return token_log_probs(logits, tree_ids, source).reshape(n_prompts * g, steps)
+    scored = token_log_probs(logits, tree_ids, source) * tree_real  # [P, W]
+    log_probs = scored.new_zeros(n_prompts, g * steps).scatter(1, order, scored)
+    return log_probs.reshape(n_prompts * g, steps)
 
 
 def full_sequence_log_probs(

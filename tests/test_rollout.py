@@ -221,20 +221,27 @@ def test_bf16_base_weights_log_probs_stay_close_to_float32(tmp_path):
     assert_equal_up_to_rounding(reference[mask], exact_reference[mask], **bound, msg="reference")
 
 
-def test_the_output_layer_runs_only_where_a_token_is_scored():
-    """The tree pass projects onto the vocabulary only the positions whose next token is a
-    real token of the same completion (per prompt, padded to the longest list)."""
+def test_the_tree_holds_real_tokens_and_the_output_layer_runs_where_one_is_scored():
+    """The tree pass feeds only the completions' real tokens (per prompt, padded to the
+    prompt with the most) and projects onto the vocabulary only the positions whose next
+    token is a real token of the same completion (per prompt, padded to the longest list)."""
     policy = tiny_policy(seed=5)
     prompts = left_padded(PROMPTS)
-    completions = some_completions(len(PROMPTS), 3, 4, seed=4)
-    seen = []
-    head = policy.get_output_embeddings()
-    handle = head.register_forward_hook(lambda module, args, out: seen.append(args[0].shape))
+    completions = some_completions(len(PROMPTS), 3, 4, seed=3)
+    fed, seen = [], []
+    embed, head = policy.get_input_embeddings(), policy.get_output_embeddings()
+    handles = [
+        embed.register_forward_hook(lambda module, args, out: fed.append(args[0].shape)),
+        head.register_forward_hook(lambda module, args, out: seen.append(args[0].shape)),
+    ]
     completion_log_probs(policy, prompts, completions, 3)
-    handle.remove()
-    scored = completions.mask.view(len(PROMPTS), 3, 4)[:, :, 1:].sum((1, 2))  # per prompt
+    for handle in handles:
+        handle.remove()
+    mask = completions.mask.view(len(PROMPTS), 3, 4)
+    real, scored = mask.sum((1, 2)), mask[:, :, 1:].sum((1, 2))  # per prompt
+    assert real.max() < 3 * 4  # some completions end early: the test shows the saving
+    assert [tuple(s) for s in fed] == [(3, max(map(len, PROMPTS))), (3, int(real.max()))]
     assert [tuple(s[:-1]) for s in seen] == [(3, 1), (3, int(scored.max()))]  # prefill, tree
-    assert scored.max() < 3 * 4  # fewer than every tree position
 
 
 def test_sampling_draws_each_token_with_its_probability():

@@ -54,14 +54,17 @@ def grouped_attention_forward(
             keys - queries
         )[None, None]
     # Query head h uses key head h // group: stack each key head's queries into one matrix.
-    stacked = query.reshape(batch, kv_heads, group * queries, width)
-    scores = torch.matmul(stacked, key.transpose(-1, -2)).mul_(scale)  # [B, KV, G*Q, K]
+    # The scale goes on the queries, D values per query rather than K scores (the same
+    # numbers when it is a power of two, as 64**-0.5 is).
+    stacked = (query * scale).reshape(batch, kv_heads, group * queries, width)
+    scores = torch.matmul(stacked, key.transpose(-1, -2))  # [B, KV, G*Q, K]
     if attention_mask is not None:
         if attention_mask.dtype != torch.bool:
             raise TypeError("grouped attention takes a boolean mask (True = may attend)")
-        scores = scores.view(batch, kv_heads, group, queries, keys).masked_fill(
-            ~attention_mask[:, :, None], torch.finfo(scores.dtype).min
-        )  # the mask is shared by the heads
+        # In place: the product's backward does not need its output. Shared by the heads.
+        scores.view(batch, kv_heads, group, queries, keys).masked_fill_(
+            attention_mask.logical_not()[:, :, None], torch.finfo(scores.dtype).min
+        )
     probs = torch.softmax(scores.view(batch, kv_heads, group * queries, keys), dim=-1)
     if dropout > 0.0 and module.training:
         probs = torch.nn.functional.dropout(probs, p=dropout)

@@ -147,6 +147,29 @@ def token_log_probs(
     if logits.dtype in (torch.float32, torch.float64):
         normaliser = torch.logsumexp(logits, dim=-1)  # [batch, seq]
     else:
-        normaliser = torch.stack([torch.logsumexp(row.float(), dim=-1) for row in logits])
+        normaliser = _HalfLogSumExp.apply(logits)
         picked = picked.float()
     return picked - normaliser.gather(1, positions)
+
+
+class _HalfLogSumExp(torch.autograd.Function):
+    """logsumexp over the last axis of half-precision logits [batch, seq, vocab], in float32,
+    one sequence at a time, forward and backward. Autograd's own ``logsumexp(row.float())``
+    would keep every row's float32 copy until the backward pass (twice the bf16 logits: 240
+    MB for a text-task step); this keeps the logits as they are and recomputes the softmax
+    per row in the backward pass, with the same float32 operations."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor) -> torch.Tensor:
+        out = torch.stack([torch.logsumexp(row.float(), dim=-1) for row in logits])
+        ctx.save_for_backward(logits, out)
+        return out  # [batch, seq] float32
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        logits, out = ctx.saved_tensors
+        rows = [
+            (torch.exp(row.float() - lse[:, None]) * g[:, None]).to(logits.dtype)
+            for row, lse, g in zip(logits, out, grad, strict=True)
+        ]
+        return torch.stack(rows)

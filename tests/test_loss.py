@@ -181,6 +181,33 @@ def test_token_log_probs_gradient_flows() -> None:
     assert logits.grad is not None and torch.all(torch.isfinite(logits.grad.float()))
 
 
+def test_bf16_log_probs_keep_no_float32_copy_for_the_backward_pass() -> None:
+    """Half-precision logits: the gradient is the float64 softmax gradient up to bfloat16
+    rounding, and what autograd keeps for the backward pass is smaller than one float32
+    copy of the logits (autograd's own logsumexp of a float32 copy kept every row's)."""
+    g = _gen(6)
+    logits64 = 4 * torch.randn(3, 7, 50, generator=g, dtype=torch.float64)
+    tokens = torch.randint(0, 50, (3, 5), generator=g)
+    positions = torch.randint(0, 7, (3, 5), generator=g)
+    weights = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    logits = logits64.bfloat16().requires_grad_()
+    saved = []
+
+    def keep(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        got = token_log_probs(logits, tokens, positions)
+    assert sum(saved) < logits.numel() * 4
+    (got.double() * weights).sum().backward()
+    exact = logits.detach().double().requires_grad_()
+    ref = torch.log_softmax(exact, -1)[torch.arange(3)[:, None], positions, tokens]
+    (ref * weights).sum().backward()
+    # The gradient rounds once to bfloat16 after float32 work over 50 logits per row.
+    assert_equal_up_to_rounding(logits.grad.double(), exact.grad, terms=2, dtype=torch.bfloat16)
+
+
 # ---------------------------------------------------------------- optimisation
 
 

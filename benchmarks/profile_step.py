@@ -21,7 +21,8 @@ tokens, G = 8) are:
     ./with-venv python benchmarks/profile_step.py --precision bf16 --task personas \\
         --prompts 4 --group-size 8 --max-new-tokens 40 --learning-rate 3e-4
 
-(``--precision fp32`` for float32.)
+(``--precision fp32`` for float32; ``--top 40 --by-shape`` also lists the 40 operators of
+most self CPU time, per input shape.)
 """
 
 from __future__ import annotations

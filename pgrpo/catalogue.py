@@ -90,6 +90,21 @@ def eval_values(report: dict) -> list[tuple[str, str, float]]:
     values = [(metric, "all", report["reward"]), (usable, "all", report["usable_rate"])]
     values += [(metric, str(name), cell["reward"]) for name, cell in cells.items()]
     values.append((metric, "worst", min(cell["reward"] for cell in cells.values())))
+    return values + choice_values(report.get("choices"))
+
+
+def choice_values(choices: dict | None) -> list[tuple[str, str, float]]:
+    """(metric, cluster, value) of a multiple-choice evaluation's option scoring
+    (:mod:`pgrpo.choices`): letter accuracy and the right letter's probability overall, per
+    cluster and in the worst cluster; the mass on the letters overall."""
+    if choices is None:
+        return []
+    values = [("letter_mass", "all", choices["letter_mass"]["all"])]
+    for metric in ("letter_accuracy", "correct_probability"):
+        cell = choices[metric]
+        values.append((metric, "all", cell["all"]))
+        values += [(metric, c, v) for c, v in cell["per_cluster"].items()]
+        values.append((metric, "worst", cell["worst_cluster"]))
     return values
 
 

@@ -8,6 +8,13 @@ persona (reported per persona as well); reviews, the rating model's probability 
 target rating group (reported per rating group). ``usable_rate`` is the share of answers the
 task could use (parsed letter; non-degenerate text).
 
+MovieLens, a multiple-choice task, is also scored by its options (:mod:`pgrpo.choices`): the
+probability of each candidate letter as the answer's first token, read from the prompt pass
+that starts the greedy answer (so it costs nothing more), giving the letter accuracy, the
+right letter's probability and the mass on the letters (``choices`` in the report; each
+answer keeps its option log-probs). All MovieLens means are position-balanced: a policy
+that always answers one letter scores exactly 1/k.
+
     python -m pgrpo.evaluate --config config.yaml [--task movielens] \
         --model resources/models/smollm2-135m [--adapter outputs/movielens/pgrpo/adapter] \
         --data resources/movielens --clusters outputs/movielens/clusters/kmeans_k4.json \
@@ -25,6 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pgrpo.choices import choice_metrics, option_log_probs, option_token_ids, stratified_mean
 from pgrpo.config import TASKS, load_config, task_config
 from pgrpo.io import read_jsonl, run_cli, seeded_subset, write_json
 from pgrpo.models import (
@@ -35,50 +43,64 @@ from pgrpo.models import (
     load_tokenizer,
     stop_token_ids,
 )
-from pgrpo.rollout import encode_prompts, generate, prompt_lengths
+from pgrpo.rollout import encode_prompts, generate, prefill, prompt_lengths
 from pgrpo.tasks import fit_to_context, load_task
 from pgrpo.tracking import check_store, log_evaluation
 from pgrpo.train import load_clusters
 
 
 @torch.no_grad()
-def answer_all(model, tokenizer, task, examples, batch_size, max_new_tokens, progress=True):
-    """Greedy completion text for every example, in order."""
-    stop_ids, texts = stop_token_ids(tokenizer), []
+def answer_all(
+    model, tokenizer, task, examples, batch_size, max_new_tokens, option_ids=None, progress=True
+) -> tuple[list[str], np.ndarray | None]:
+    """Greedy completion text for every example, in order, and with ``option_ids`` (each
+    example's option tokens) the log-probabilities [n, k] of the options as the answer's
+    first token, read from the same prompt pass that starts the greedy answer."""
+    stop_ids, texts, scored = stop_token_ids(tokenizer), [], []
     batches = range(0, len(examples), batch_size)
     for start in tqdm(batches, desc="evaluate", disable=not progress):
         batch = examples[start : start + batch_size]
         prompts = encode_prompts(tokenizer, [task.messages(e) for e in batch])
+        prefilled = prefill(model, prompts)
         out = generate(
-            model, prompts, 1, max_new_tokens, stop_ids, tokenizer.pad_token_id, greedy=True
-        )
+            model, prompts, 1, max_new_tokens, stop_ids, tokenizer.pad_token_id, greedy=True,
+            prefilled=prefilled,
+        )  # fmt: skip
         texts += tokenizer.batch_decode(out.ids * out.mask, skip_special_tokens=True)
-    return texts
+        if option_ids is not None:
+            ids = option_ids[start : start + len(batch)]
+            scored.append(option_log_probs(prefilled.logits, ids))
+    return texts, (np.concatenate(scored) if scored else None)
 
 
-def _per(values: np.ndarray, keys: np.ndarray) -> dict[str, dict]:
+def _per(values: np.ndarray, keys: np.ndarray, strata: np.ndarray) -> dict[str, dict]:
     return {
-        str(k): {"reward": float(values[keys == k].mean()), "n": int((keys == k).sum())}
+        str(k): {
+            "reward": stratified_mean(values[keys == k], strata[keys == k]),
+            "n": int((keys == k).sum()),
+        }  # fmt: skip
         for k in sorted(set(keys.tolist()))
     }
 
 
-def reward_report(rewards, usable, clusters, num_clusters: int, groups=None) -> dict:
+def reward_report(rewards, usable, clusters, num_clusters: int, groups=None, strata=None) -> dict:
     """Mean reward overall, per cluster (and the worst), per true group when ``groups`` is
-    given (and the worst), usable rate, counts."""
+    given (and the worst), usable rate, counts. With ``strata`` (a multiple-choice task's
+    right positions) every mean is the mean of the per-stratum means (:mod:`pgrpo.choices`)."""
     rewards, usable, clusters = map(np.asarray, (rewards, usable, clusters))
-    per_cluster = _per(rewards, clusters)
+    strata = np.zeros(len(rewards), dtype=int) if strata is None else np.asarray(strata)
+    per_cluster = _per(rewards, clusters, strata)
     missing = set(map(str, range(num_clusters))) - per_cluster.keys()
     report = {
-        "reward": float(rewards.mean()),
+        "reward": stratified_mean(rewards, strata),
         "n": int(len(rewards)),
-        "usable_rate": float(usable.mean()),
+        "usable_rate": stratified_mean(usable, strata),
         "per_cluster": per_cluster,
         "worst_cluster_reward": min(c["reward"] for c in per_cluster.values()),
         "clusters_without_test_users": sorted(missing, key=int),
     }
     if groups is not None:
-        per_group = _per(rewards, np.asarray(groups))
+        per_group = _per(rewards, np.asarray(groups), strata)
         worst = min(per_group, key=lambda g: per_group[g]["reward"])
         report.update(per_group=per_group, worst_group=worst,
                       worst_group_reward=per_group[worst]["reward"])  # fmt: skip
@@ -124,25 +146,36 @@ def main(argv: list[str] | None = None) -> None:
     if args.adapter:
         model = load_adapter(model, args.adapter)
     model.eval()
+    options = [task.options(e) for e in examples]
+    choice = all(o is not None for o in options)
+    option_ids = [option_token_ids(tokenizer, o) for o, _ in options] if choice else None
     with autocast(config["model"]["precision"]):
-        texts = answer_all(
+        texts, option_logp = answer_all(
             model, tokenizer, task, examples, cfg["batch_size"], cfg["max_new_tokens"],
-            progress=not args.no_progress,
+            option_ids, progress=not args.no_progress,
         )  # fmt: skip
     scores = task.checked_scores(texts, examples)
     groups = [task.group_of(e) for e in examples]
+    clusters = [cluster_of_user[e["user_id"]] for e in examples]
+    right = [r for _, r in options] if choice else None
     report = reward_report(
         [r for r, _ in scores],
         [u for _, u in scores],
-        [cluster_of_user[e["user_id"]] for e in examples],
+        clusters,
         num_clusters,
         groups if all(g is not None for g in groups) else None,
+        right,
     )
     report["task"] = args.task
     report["answers"] = [
         {"user_id": e["user_id"], "group": g, "answer": t, "reward": r}
         for e, g, t, (r, _) in zip(examples, groups, texts, scores, strict=True)
     ]
+    if choice:
+        probs = np.exp(option_logp)
+        report["choices"] = choice_metrics(probs, right, clusters, probs.sum(1))
+        for answer, row in zip(report["answers"], option_logp.tolist(), strict=True):
+            answer["option_log_probs"] = row
     report["seconds"] = time.perf_counter() - started
     report["max_new_tokens"] = cfg["max_new_tokens"]
     if args.task == "movielens":
@@ -150,9 +183,15 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.out, report)
     log_evaluation(config, args.adapter, args.out, report, "eval")
     worst = f", worst group {report['worst_group']}" if "worst_group" in report else ""
+    scoring = ""
+    if choice:
+        c = report["choices"]
+        scoring = (f"; option scoring: accuracy {c['letter_accuracy']['all']:.3f}, right option's "
+                   f"probability {c['correct_probability']['all']:.3f}")  # fmt: skip
     print(
         f"{args.task}: reward {report['reward']:.3f} on {report['n']} test examples, usable "
         f"{report['usable_rate']:.3f}, worst cluster {report['worst_cluster_reward']:.3f}{worst}"
+        f"{scoring}"
     )
 
 

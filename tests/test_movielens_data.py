@@ -11,6 +11,7 @@ import pytest
 from pgrpo.data.movielens import (
     LETTERS,
     MovieLens,
+    balance_positions,
     build_examples,
     default_raw_dir,
     item_text,
@@ -301,15 +302,52 @@ def test_split_deterministic_and_seeded(ml100k):
     assert differ > 0.9 * len(a["test"])
     # Each example's candidates come from its own rng: default_rng([seed, user_id, position]).
     seqs, universe = reference_sequences(ml100k), np.unique(ml100k.ratings.item_id)
+    # Test examples then move the true movie to its balanced position (the others keep order).
     for e in a["train"][::500] + a["test"][::100]:
         rng = np.random.default_rng([0, e["user_id"], e["position"]])
         rated = set(seqs[e["user_id"]])
-        assert make_candidates(e["target"], rated, universe, 4, rng) == e["candidates"]
+        drawn = make_candidates(e["target"], rated, universe, 4, rng)
+        if e in a["train"]:
+            assert drawn == e["candidates"]
+        else:
+            drawn.remove(e["target"])
+            assert [c for c in e["candidates"] if c != e["target"]] == drawn
     # An example does not depend on which other users are present (same item universe).
     others = MovieLens(ml100k.ratings[ml100k.ratings.user_id >= 7], ml100k.items)
     assert others.ratings.item_id.nunique() == 1682
     alone = build_examples(others, 5, 4, 20, 10, seed=0)
     assert alone["train"] == [e for e in a["train"] if e["user_id"] >= 7]
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 7, 20])
+@pytest.mark.parametrize("data_seed", range(3))
+def test_validation_and_test_answers_are_balanced_over_the_letters(data_seed, k):
+    ml = synthetic(data_seed, users=23)
+    ex = build_examples(ml, 2, k, 3, 5, seed=data_seed)
+    check_split(ml, ex, 2, k, 3, 5)
+    for split in ("validation", "test"):
+        counts = np.bincount([LETTERS.index(e["answer"]) for e in ex[split]], minlength=k)
+        assert len(counts) == k and counts.max() - counts.min() <= 1, (split, counts)
+    # A constant answer is right for n // k or n // k + 1 examples, whichever letter it is.
+    n = len(ex["test"])
+    for letter in LETTERS[:k]:
+        assert sum(e["answer"] == letter for e in ex["test"]) in (n // k, -(-n // k))
+
+
+def test_balance_positions_keeps_the_other_candidates_in_order():
+    examples = [
+        {"target": t, "candidates": c, "answer": LETTERS[c.index(t)]}
+        for t, c in [(5, [1, 5, 2]), (9, [9, 3, 4]), (7, [6, 8, 7]), (2, [2, 1, 3])]
+    ]
+    out = balance_positions(examples, 3, seed=4)
+    assert [sorted(LETTERS.index(e["answer"]) for e in out).count(p) for p in range(3)] == [2, 1, 1]
+    for before, after in zip(examples, out, strict=True):
+        t = before["target"]
+        assert after["candidates"][LETTERS.index(after["answer"])] == t
+        assert [c for c in after["candidates"] if c != t] == [
+            c for c in before["candidates"] if c != t
+        ]
+    assert out == balance_positions(examples, 3, seed=4) != balance_positions(examples, 3, seed=5)
 
 
 def test_split_argument_errors(ml100k):

@@ -160,6 +160,8 @@ def build_examples(
     ``max_train_examples_per_user`` of them when not None); the history is ``s[i-H:i]``.
     Negatives are items the user never rated, drawn from the items that have any rating, with
     ``np.random.default_rng([seed, user_id, position])`` so each example is reproducible alone.
+    Validation and test place the true movie at balanced positions (:func:`balance_positions`);
+    training keeps the drawn order.
     """
     h, k, m = history_length, num_candidates, max_train_examples_per_user
     if h < 1:
@@ -215,7 +217,27 @@ def build_examples(
                         "answer": LETTERS[cands.index(seq[pos])],
                     }
                 )
+    for split in ("validation", "test"):
+        splits[split] = balance_positions(splits[split], k, seed)
     return splits
+
+
+def balance_positions(examples: list[dict], num_candidates: int, seed: int) -> list[dict]:
+    """The examples with the true movie moved to balanced positions: the i-th example in a
+    seeded shuffle (``np.random.default_rng([seed, num_candidates])``) holds it at letter
+    ``i mod num_candidates``; the other candidates keep their order. Each letter is then the
+    answer of ``n // k`` or ``n // k + 1`` examples, so a policy that always gives the same
+    letter cannot score above chance by luck of the draw (the evaluation's position-balanced
+    accuracy makes its score exactly ``1 / k``)."""
+    order = np.random.default_rng([seed, num_candidates]).permutation(len(examples))
+    balanced = list(examples)
+    for rank, index in enumerate(order):
+        example = examples[index]
+        others = [c for c in example["candidates"] if c != example["target"]]
+        position = rank % num_candidates
+        others.insert(position, example["target"])
+        balanced[index] = {**example, "candidates": others, "answer": LETTERS[position]}
+    return balanced
 
 
 # ---------------------------------------------------------------------------------------------

@@ -58,6 +58,12 @@ class Task:
         rating group); evaluation reports the reward per group. None: no true group."""
         return None
 
+    def options(self, example: dict) -> tuple[list[str], int] | None:
+        """A multiple-choice example's options, as the policy would answer them, and the
+        index of the right one; None for a free-text task. Evaluation then also scores the
+        options directly and reports position-balanced means (:mod:`pgrpo.choices`)."""
+        return None
+
     def judge_context(self, example: dict) -> tuple[str, str]:
         """(what a judge is told about the user, the request answered), for pairwise
         judging of two answers to ``example``."""

@@ -123,6 +123,11 @@ class MovieLensTask(Task):
         """Chat messages for the policy: one user turn holding :meth:`prompt`."""
         return [{"role": "user", "content": self.prompt(example)}]
 
+    def options(self, example: dict) -> tuple[list[str], int]:
+        """The candidate letters and the index of the right one."""
+        k = len(example["candidates"])
+        return list(LETTERS[:k]), LETTERS.index(example["answer"])
+
     def score(self, completion: str, example: dict) -> tuple[float, bool]:
         """``(1.0 if the parsed letter is the answer else 0.0, whether a letter was parsed)``."""
         parsed = parse_answer(completion, len(example["candidates"]))

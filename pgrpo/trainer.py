@@ -27,6 +27,7 @@ import torch
 
 from pgrpo import sharding
 from pgrpo.advantages import ClusterRewardStats, group_advantages, pgrpo_advantages
+from pgrpo.io import PgrpoError
 from pgrpo.loss import policy_loss
 from pgrpo.models import autocast
 from pgrpo.rollout import completion_log_probs, encode_prompts, generate, prefill
@@ -43,6 +44,9 @@ class TrainSettings:
     max_new_tokens: int = 4
     temperature: float = 1.0
     learning_rate: float = 3e-4
+    warmup_steps: int = 0  # linear learning-rate warm-up over the first steps
+    max_grad_norm: float | None = 1.0  # clip the adapter's gradient norm (None: never)
+    balanced_steps: bool = True  # multiple choice: each step's right positions even
     beta: float = 0.04
     clip_eps: float = 0.2
     clip_eps_high: float | None = None  # None: clip_eps
@@ -75,11 +79,36 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def step_examples(examples: list[dict], settings: TrainSettings, step: int) -> list[dict]:
-    """The prompts of one global step: a seeded draw without replacement, same on every process."""
+def step_examples(
+    examples: list[dict], settings: TrainSettings, step: int, strata: list | None = None
+) -> list[dict]:
+    """The prompts of one global step: a seeded draw without replacement, same on every process.
+
+    With ``strata`` (a multiple-choice task's right positions) and ``balanced_steps``, the
+    draw is stratified: each position is right for ``n // k`` prompts of the step (the
+    remainder goes to positions drawn at random), then the prompts are shuffled. A step whose
+    prompts share a right letter pushes the whole policy toward that letter; balanced steps
+    cancel that push within the step instead of leaving it to chance.
+    """
     rng = np.random.default_rng([settings.seed, step])
-    picks = rng.choice(len(examples), size=settings.prompts_per_step, replace=False)
-    return [examples[i] for i in picks]
+    n = settings.prompts_per_step
+    if strata is None or not settings.balanced_steps:
+        picks = rng.choice(len(examples), size=n, replace=False)
+        return [examples[i] for i in picks]
+    strata = np.asarray(strata)
+    levels = np.unique(strata)
+    counts = np.full(len(levels), n // len(levels))
+    counts[rng.choice(len(levels), size=n % len(levels), replace=False)] += 1
+    picks = []
+    for level, count in zip(levels, counts, strict=True):
+        pool = np.flatnonzero(strata == level)
+        if len(pool) < count:
+            raise PgrpoError(
+                f"train.balanced_steps: {count} prompts with right position {level} needed per "
+                f"step, only {len(pool)} in the training split"
+            )
+        picks += rng.choice(pool, size=count, replace=False).tolist()
+    return [examples[i] for i in rng.permutation(picks)]
 
 
 def new_cluster_stats(settings: TrainSettings, num_clusters: int) -> ClusterRewardStats:
@@ -158,6 +187,20 @@ class Trainer:
     def _local_count(self) -> int:
         return self.settings.prompts_per_step // self.accelerator.num_processes
 
+    def _strata(self, examples: list[dict]) -> list | None:
+        """Each training example's right position (multiple choice), computed once."""
+        if getattr(self, "_strata_of", (None,))[0] is not examples:
+            options = [self.task.options(e) for e in examples]
+            strata = [o[1] for o in options] if all(o is not None for o in options) else None
+            self._strata_of = (examples, strata)
+        return self._strata_of[1]
+
+    def _learning_rate(self, step: int) -> float:
+        """The configured rate, ramped linearly over the first ``warmup_steps`` steps (step 0
+        at 1 / warmup_steps of it); a function of the step, so a resumed run gets it too."""
+        s = self.settings
+        return s.learning_rate * min(1.0, (step + 1) / s.warmup_steps if s.warmup_steps else 1.0)
+
     def _local_slice(self, items: list) -> list:
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
         n = len(items) // world
@@ -167,7 +210,7 @@ class Trainer:
         """One optimisation step; returns its metrics (identical on every process)."""
         s, acc = self.settings, self.accelerator
         model = self.policy
-        batch = self._local_slice(step_examples(examples, s, step))
+        batch = self._local_slice(step_examples(examples, s, step, self._strata(examples)))
         prompts = encode_prompts(self.tokenizer, [self.task.messages(e) for e in batch], acc.device)
         timings = {}
 
@@ -218,7 +261,7 @@ class Trainer:
         mask = completions.mask.float()
         timings["time/log_probs"] = time.perf_counter() - t0
         timings["time/backward"] = timings["time/optimizer"] = 0.0
-        old_logp, losses, stats = None, [], []
+        old_logp, losses, stats, grad_norms = None, [], [], []
         for _ in range(s.iterations):
             t0 = time.perf_counter()
             with precision:
@@ -235,6 +278,9 @@ class Trainer:
             timings["time/backward"] += time.perf_counter() - t0
 
             t0 = time.perf_counter()
+            grad_norms.append(self._clip_gradients())
+            for group in self.optimizer.param_groups:
+                group["lr"] = self._learning_rate(step)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             timings["time/optimizer"] += time.perf_counter() - t0
@@ -243,6 +289,8 @@ class Trainer:
 
         loss = torch.stack(losses).mean()  # means over the iterations of this batch
         stats = {k: float(np.mean([st[k] for st in stats])) for k in stats[0]}
+        stats["grad_norm"] = float(np.mean(grad_norms))
+        stats["learning_rate"] = self._learning_rate(step)
         tokens = acc.reduce(completions.mask.sum(), "sum").item()
         timings["completion_tokens"] = tokens
         return self._metrics(rewards, clusters, parsed, advantages_all, loss, stats, timings)
@@ -255,6 +303,12 @@ class Trainer:
             if p.grad is not None:
                 p.grad = self.accelerator.reduce(p.grad, "mean")
 
+    def _clip_gradients(self) -> float:
+        """The adapter's gradient norm before clipping to ``max_grad_norm`` (when set)."""
+        limit = self.settings.max_grad_norm
+        norm = torch.nn.utils.clip_grad_norm_(self.params, limit if limit else float("inf"))
+        return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+
     def _metrics(self, rewards, clusters, parsed, advantages, loss, stats, timings) -> dict:
         g = self.settings.group_size
         group_std = rewards.view(-1, g).std(dim=1)
@@ -264,6 +318,8 @@ class Trainer:
             "kl": stats["kl"],
             "clip_fraction": stats["clip_fraction"],
             "ratio_mean": stats["ratio_mean"],
+            "grad_norm": stats["grad_norm"],
+            "learning_rate": stats["learning_rate"],
             "zero_std_group_fraction": (group_std == 0).float().mean().item(),
             "parse_rate": parsed.mean().item(),
             "advantage_abs_mean": advantages.abs().mean().item(),
@@ -273,6 +329,7 @@ class Trainer:
             in_k = clusters == k
             if in_k.any():
                 metrics[f"reward_mean/cluster_{k}"] = rewards[in_k].mean().item()
+                metrics[f"advantage_mean/cluster_{k}"] = advantages[in_k].mean().item()
         return metrics
 
     def train(

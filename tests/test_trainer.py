@@ -28,7 +28,8 @@ NON_DEFAULT = {
     "temperature": 0.7, "learning_rate": 1e-3, "beta": 0.1, "clip_eps": 0.1,
     "clip_eps_high": 0.28, "iterations": 3, "loss_aggregation": "dr_grpo", "grpo_scale": "batch",
     "std": "population", "pgrpo_order": "before", "warmup_min_count": 5, "decay": 0.9,
-    "advantage_eps": 0.01, "log_every": 4,
+    "advantage_eps": 0.01, "log_every": 4, "warmup_steps": 3, "max_grad_norm": 0.5,
+    "balanced_steps": False,
 }  # fmt: skip
 
 

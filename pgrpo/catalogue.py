@@ -5,16 +5,19 @@ A *run* is one file written by an earlier rule, named by a key
 greedily and has no seed; ``VARIANT`` is a candidate-set size ``c8`` or a cluster partition
 ``kmeans_k8``). Its kind comes from its file name: ``eval*.json`` (:mod:`pgrpo.evaluate`),
 ``metrics.jsonl`` (:mod:`pgrpo.train`), ``general.json`` (:mod:`pgrpo.general`),
-``judge_winrates.json`` (:mod:`pgrpo.winrates`), ``rating_model.json`` (its held-out
-accuracy) and a clusters file ``clusters/*.json`` (its adjusted Rand index against the true
-personas).
+``judge_winrates.json`` (:mod:`pgrpo.winrates`), ``heuristics*.json`` (the MovieLens reference
+rows of :mod:`pgrpo.heuristics`, one method per heuristic, key method ``heuristics``),
+``rating_model.json`` (its held-out accuracy) and a clusters file ``clusters/*.json`` (its
+adjusted Rand index against the true personas).
 
 Each run gives per-seed *values* (metric, cluster, value); values of the same
 (task, model, method, cluster, metric[, variant]) over seeds become one *cell*
 (:func:`pgrpo.stats.mean_ci95`). Tables are written as ``.csv`` (columns
-``task, model, method, cluster, metric, mean, ci95, n_seeds``), ``.md`` and ``.tex`` (one
-pivot per metric, clusters as columns, ``mean ± ci95``), with rows ``pgrpo-grpo``: the
-paired per-seed difference, flagged when its interval contains 0.
+``task, model, method, cluster, metric, mean, ci95, n_seeds, mdd``), ``.md`` and ``.tex``
+(one pivot per metric, clusters as columns, ``mean ± ci95``), with rows ``pgrpo-grpo``: the
+paired per-seed difference with its minimum detectable difference (``mdd``: 80% power,
+two-sided 0.05, :func:`pgrpo.stats.minimum_detectable_difference`), flagged with it when its
+interval contains 0.
 
     python -m pgrpo.catalogue --name table1_movielens --out results/tables/table1_movielens \\
         --runs smollm2-135m/movielens/grpo/0=outputs/.../eval.json ... [--summary S.json]
@@ -34,12 +37,20 @@ from pathlib import Path
 import numpy as np
 
 from pgrpo.io import PgrpoError, read_json, read_jsonl, run_cli, write_json, write_text
-from pgrpo.stats import Interval, format_cell, mean_ci95, paired_difference
+from pgrpo.stats import (
+    Interval,
+    format_cell,
+    mean_ci95,
+    minimum_detectable_difference,
+    paired_difference,
+)
 
-COLUMNS = ("task", "model", "method", "cluster", "metric", "mean", "ci95", "n_seeds")
+COLUMNS = ("task", "model", "method", "cluster", "metric", "mean", "ci95", "n_seeds", "mdd")
 METHOD_LABELS = {"base": "Base model", "grpo": "GRPO", "pgrpo": "P-GRPO",
                  "pgrpo-grpo": "P-GRPO − GRPO", "clusters": "(clusters)",
-                 "rating_model": "(rating model)"}  # fmt: skip
+                 "rating_model": "(rating model)", "one_letter": "Always A",
+                 "recent": "Newest release", "genre": "Genre overlap",
+                 "popularity": "Most popular"}  # fmt: skip
 DIFFERENCE = "pgrpo-grpo"
 # Share of the last training steps whose mean reward is the "final training reward".
 FINAL_FRACTION = 0.1
@@ -108,11 +119,26 @@ def choice_values(choices: dict | None) -> list[tuple[str, str, float]]:
     return values
 
 
+def heuristic_values(report: dict) -> list[tuple[str, str, float, str]]:
+    """(metric, cluster, value, method) of the MovieLens reference rows
+    (:mod:`pgrpo.heuristics`), one method per heuristic: a heuristic's answer is its pick, so
+    its accuracy is its letter accuracy."""
+    values = []
+    for name, choices in report["heuristics"].items():
+        for metric, cluster, value in choice_values(choices):
+            if metric == "letter_accuracy":
+                values.append(("accuracy", cluster, value, name))
+            if metric != "letter_mass":  # always 1: a heuristic always names an option
+                values.append((metric, cluster, value, name))
+    return values
+
+
 GENERAL_METRICS = ("lm_loss", "perplexity", "mc_accuracy", "mc_accuracy_norm")
 
 
-def run_values(run: Run) -> list[tuple[str, str, float]]:
-    """(metric, cluster, value) of one run's file, by its kind."""
+def run_values(run: Run) -> list[tuple]:
+    """(metric, cluster, value) of one run's file, by its kind; a file of several methods (the
+    reference rows) adds the method to each."""
     name = run.path.name
     if name == "metrics.jsonl":
         return [("final_train_reward", "all", final_reward(read_jsonl(run.path)))]
@@ -131,6 +157,8 @@ def run_values(run: Run) -> list[tuple[str, str, float]]:
         if "adjusted_rand_index" not in data:
             raise PgrpoError(f"{run.path}: no adjusted_rand_index (cluster with --labels)")
         return [("cluster_ari", "all", data["adjusted_rand_index"])]
+    if name.startswith("heuristics"):
+        return heuristic_values(data)
     if name == "judge_winrates.json":
         return [("win_rate", g, c["win_rate"]) for g, c in data["per_group"].items()]
     kinds = "eval*.json, metrics.jsonl, general.json, judge_winrates.json, rating_model.json"
@@ -142,8 +170,9 @@ def cells(runs: list[Run]) -> list[dict]:
     then the paired P-GRPO - GRPO difference wherever both methods have 2+ common seeds."""
     by_key: dict[tuple, dict[str, float]] = defaultdict(dict)
     for run in runs:
-        for metric, cluster, value in run_values(run):
-            key = (run.task, run.model, run.method, run.variant, cluster, metric)
+        for metric, cluster, value, *method in run_values(run):
+            method = method[0] if method else run.method
+            key = (run.task, run.model, method, run.variant, cluster, metric)
             if run.seed in by_key[key]:
                 raise PgrpoError(f"{run.path}: run {key} seed {run.seed} given twice")
             by_key[key][run.seed] = float(value)
@@ -161,7 +190,9 @@ def _row(key: tuple, interval: Interval) -> dict:
     task, model, method, variant, cluster, metric = key
     return {"task": task, "model": model, "method": method, "variant": variant,
             "cluster": cluster, "metric": metric, "mean": interval.mean,
-            "ci95": interval.ci95, "n_seeds": interval.n}  # fmt: skip
+            "ci95": interval.ci95, "n_seeds": interval.n,
+            "mdd": minimum_detectable_difference(interval) if method == DIFFERENCE
+            else math.nan}  # fmt: skip
 
 
 def interval_of(row: dict) -> Interval:
@@ -209,7 +240,8 @@ def _pivot(title: str, group: list[dict]) -> tuple[str, list[str], list[list[str
             row = by_cluster.get(c)
             text = format_cell(interval_of(row)) if row else "-"
             if row and method == DIFFERENCE and interval_of(row).overlaps_zero():
-                text += " (0 in CI)"
+                mdd = "" if math.isnan(row["mdd"]) else f"; MDD {row['mdd']:.3f}"
+                text += f" (0 in CI{mdd})"
             texts.append(text)
         body.append([task, model, METHOD_LABELS.get(method, method), *texts])
     return title, ["task", "model", "method", *clusters], body
@@ -222,7 +254,7 @@ def to_csv(rows: list[dict]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for r in rows:
-        writer.writerow({**r, "ci95": "" if math.isnan(r["ci95"]) else r["ci95"]})
+        writer.writerow({**r, **{k: "" if math.isnan(r[k]) else r[k] for k in ("ci95", "mdd")}})
     return buffer.getvalue()
 
 

@@ -160,24 +160,33 @@ def _errorbar(ax, points: dict[str, dict], label: str, color: str, marker: str =
                 marker=marker, capsize=3)  # fmt: skip
 
 
+REFERENCE_ROWS = ("popularity", "genre", "recent", "one_letter")
+
+
 def fig3(rows: list[dict], stem: str | Path) -> None:
-    points = _points(rows, "accuracy")
+    """Letter accuracy (option scoring, position-balanced) against the candidate count: the
+    base model and both methods with intervals over seeds, the reference rows dashed."""
+    points = _points(rows, "letter_accuracy")
     sizes = {v for p in points.values() for v in p}
     for method, p in points.items():
         if set(p) != sizes:
             missing = sorted(sizes - set(p), key=_number)
-            raise PgrpoError(f"fig3: {method} has no test accuracy for {', '.join(missing)}")
+            raise PgrpoError(f"fig3: {method} has no letter accuracy for {', '.join(missing)}")
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for i, method in enumerate(m for m in ("base", "grpo", "pgrpo") if m in points):
         _errorbar(ax, points[method], METHOD_LABELS[method], f"C{i}")
+    for i, method in enumerate(m for m in REFERENCE_ROWS if m in points):
+        xs = sorted(points[method], key=_number)
+        ax.plot([_number(v) for v in xs], [points[method][v]["mean"] for v in xs], ":",
+                marker="x", color=f"C{i + 3}", label=METHOD_LABELS[method])  # fmt: skip
     ns = sorted(_number(v) for v in sizes)
     ax.plot(ns, [1 / n for n in ns], "k--", linewidth=1, label="chance (1/N)")
     ax.set_xlabel("candidates at test time (trained with 4)")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel("letter accuracy (position-balanced)")
     ax.set_title("Accuracy against candidate-set size (mean, 95% CI)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     save(fig, stem)
 

@@ -5,6 +5,13 @@ two-sided 95% Student-t interval: ``ci95 = t(0.975, n - 1) * s / sqrt(n)``, ``s`
 standard deviation (``ddof=1``). With one value (the base model: greedy decoding, no seed)
 the interval is undefined: ``ci95`` is NaN and tables print it as ``-``.
 
+A difference comes with the *minimum detectable difference* (MDD) of its design: the
+smallest true difference that a two-sided paired t-test at level 0.05 would detect with 80%
+power, given the number of seeds and the observed spread of the per-seed differences
+(:func:`minimum_detectable_difference`, exact with the noncentral t distribution). An
+interval that contains 0 says "no difference larger than about the MDD", not "no
+difference"; :func:`seeds_for_half_width` says how many seeds a narrower interval needs.
+
 The difference of two methods is paired by seed (seed ``s`` of P-GRPO against seed ``s`` of
 GRPO: same prompts sampled in the same order, same LoRA initialisation), so its interval is
 the interval of the per-seed differences. An interval containing 0 means the seeds cannot
@@ -18,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 from pgrpo.io import PgrpoError
 
@@ -76,3 +83,43 @@ def format_cell(interval: Interval, digits: int = 3) -> str:
     if math.isnan(interval.ci95):
         return f"{interval.mean:.{digits}f}"
     return f"{interval.mean:.{digits}f} ± {interval.ci95:.{digits}f}"
+
+
+def _sd(interval: Interval) -> float:
+    """The sample standard deviation behind an interval's half-width."""
+    return interval.ci95 * math.sqrt(interval.n) / t_quantile(interval.n)
+
+
+def paired_power(difference: float, sd: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided one-sample (paired) t-test at level ``alpha`` with ``n``
+    differences of standard deviation ``sd`` when the true mean difference is ``difference``."""
+    df, shift = n - 1, difference * math.sqrt(n) / sd
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    # The lower tail by symmetry, P(T < -c | shift) = P(T > c | -shift): scipy's cdf there
+    # returns NaN for some shifts with few degrees of freedom.
+    return float(stats.nct.sf(critical, df, shift) + stats.nct.sf(critical, df, -shift))
+
+
+def minimum_detectable_difference(interval: Interval, power: float = 0.8) -> float:
+    """The smallest true difference detected with ``power`` by a two-sided paired t-test at
+    0.05 with the interval's seeds and spread; NaN when the interval is undefined."""
+    if math.isnan(interval.ci95) or interval.n < 2:
+        return math.nan
+    sd = _sd(interval)
+    if sd == 0:
+        return 0.0
+    high = 4 * sd / math.sqrt(interval.n)  # the normal approximation gives 2.8 sd / sqrt(n)
+    while paired_power(high, sd, interval.n) < power:
+        high *= 2
+    return float(optimize.brentq(lambda d: paired_power(d, sd, interval.n) - power, 0, high))
+
+
+def seeds_for_half_width(interval: Interval, half_width: float) -> int | None:
+    """Seeds whose 95% interval would have ``half_width`` at the interval's spread (None when
+    the spread is undefined)."""
+    if math.isnan(interval.ci95) or interval.n < 2:
+        return None
+    sd, n = _sd(interval), 2
+    while t_quantile(n) * sd / math.sqrt(n) > half_width:
+        n += 1
+    return n

@@ -99,7 +99,7 @@ def test_written_tables_are_long_format_and_flag_intervals_containing_zero(tmp_p
     with open(f"{stem}.csv") as f:
         table = list(csv.DictReader(f))
     assert list(table[0]) == ["task", "model", "method", "cluster", "metric", "mean", "ci95",
-                              "n_seeds"]  # fmt: skip
+                              "n_seeds", "mdd"]  # fmt: skip
     base = [r for r in table if r["method"] == "base"]
     assert base and all(r["ci95"] == "" and r["n_seeds"] == "1" for r in base)
     markdown = open(f"{stem}.md").read()
@@ -107,8 +107,12 @@ def test_written_tables_are_long_format_and_flag_intervals_containing_zero(tmp_p
     accuracy, parse_rate = difference  # one row per metric
     cells_ = accuracy.split(" | ")  # task, model, method, all, 0, 1, worst
     assert cells_[4] == "0.100 ± 0.000"  # +0.10 on every seed: no overlap, no flag
-    assert cells_[5] == "0.150 ± 0.215 (0 in CI)"  # +0.20, +0.05, +0.20
-    assert parse_rate.endswith("| 0.000 ± 0.000 (0 in CI) |")
+    # +0.20, +0.05, +0.20: sd 0.0866 over 3 seeds, MDD 3.264 * 0.0866 (pwr.t.test's d at n=3)
+    assert cells_[5] == "0.150 ± 0.215 (0 in CI; MDD 0.283)"
+    assert parse_rate.endswith("| 0.000 ± 0.000 (0 in CI; MDD 0.000) |")
+    mdd = [r["mdd"] for r in table if r["method"] == "pgrpo-grpo" and r["cluster"] == "1"]
+    assert mdd and float(mdd[0]) == pytest.approx(3.2642 * 0.0866, rel=1e-3)
+    assert all(r["mdd"] == "" for r in table if r["method"] != "pgrpo-grpo")
     tex = open(f"{stem}.tex").read()
     assert r"\begin{tabular}" in tex and r"$\pm$" in tex and "P-GRPO $-$ GRPO" in tex
     assert summary(rows)["movielens"]["m"]["pgrpo"]["accuracy"] == pytest.approx(0.35)

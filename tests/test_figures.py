@@ -26,7 +26,14 @@ def _write(path, obj) -> str:
 
 def _eval(accuracy: float) -> dict:
     return {"task": "movielens", "reward": accuracy, "usable_rate": 1.0, "n": 4,
-            "per_cluster": {"0": {"reward": accuracy, "n": 4}}}  # fmt: skip
+            "per_cluster": {"0": {"reward": accuracy, "n": 4}},
+            "choices": _choices(accuracy)}  # fmt: skip
+
+
+def _choices(accuracy: float) -> dict:
+    cell = lambda v: {"all": v, "per_cluster": {"0": v}, "worst_cluster": v}  # noqa: E731
+    return {"letter_accuracy": cell(accuracy), "correct_probability": cell(accuracy * 0.9),
+            "letter_mass": cell(0.5)}  # fmt: skip
 
 
 def _candidate_runs(tmp_path, sizes=(4, 8), skip=None) -> list[str]:
@@ -40,12 +47,16 @@ def _candidate_runs(tmp_path, sizes=(4, 8), skip=None) -> list[str]:
                     tmp_path / f"{method}{seed}c{n}" / "eval.json", _eval(1 / n + seed / 10)
                 )
                 args.append(f"m/movielens/{method}/{seed}/c{n}={path}")
+    for n in sizes:
+        reference = {"heuristics": {"popularity": _choices(0.5 - n / 100)}}
+        path = _write(tmp_path / f"heuristics_c{n}.json", reference)
+        args.append(f"m/movielens/heuristics/-/c{n}={path}")
     return args
 
 
 def test_fig3_refuses_a_method_missing_a_candidate_size(tmp_path):
     rows = cells(parse_runs(_candidate_runs(tmp_path, skip=("pgrpo", 8))))
-    with pytest.raises(PgrpoError, match="pgrpo has no test accuracy for c8"):
+    with pytest.raises(PgrpoError, match="pgrpo has no letter accuracy for c8"):
         fig3(rows, tmp_path / "fig3")
     assert not list(tmp_path.glob("fig3.*"))
 
@@ -62,6 +73,12 @@ def test_the_cli_writes_png_svg_and_the_numbers(tmp_path):
     pgrpo_c8 = [line for line in table if line.startswith("movielens,m,pgrpo,c8,all,accuracy")]
     expected = mean_ci95([1 / 8, 1 / 8 + 0.1])
     assert pgrpo_c8 and float(pgrpo_c8[0].split(",")[6]) == pytest.approx(expected.mean)
+    # The reference rows: one method per heuristic, its pick's accuracy under both names.
+    for metric in ("accuracy", "letter_accuracy"):
+        (row,) = [
+            line for line in table if line.startswith(f"movielens,m,popularity,c8,all,{metric},")
+        ]
+        assert float(row.split(",")[6]) == pytest.approx(0.42)
 
 
 def test_a_figure_from_a_missing_run_file_is_an_error_and_writes_nothing(tmp_path):

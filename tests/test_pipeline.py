@@ -52,7 +52,7 @@ def test_every_catalogue_table_and_figure_and_the_manifest_are_written(run):
             assert (results / kind / f"{name}.{suffix}").stat().st_size > 200, (name, suffix)
         header = (results / "tables" / f"{name}.csv").read_text().splitlines()[0].split(",")
         assert header[:3] == ["task", "model", "method"]
-        assert header[-5:] == ["cluster", "metric", "mean", "ci95", "n_seeds"]
+        assert header[-6:] == ["cluster", "metric", "mean", "ci95", "n_seeds", "mdd"]
     manifest = json.loads((results / "manifest.json").read_text())
     assert manifest["config_hash"] and manifest["git"]["commit"]
     assert manifest["versions"]["torch"] and manifest["time"]["wall_seconds"] > 0

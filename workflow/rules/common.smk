@@ -191,6 +191,17 @@ def evaluation_inputs(wildcards):
     return inputs
 
 
+def heuristics_test(size):
+    """The MovieLens test split with ``size`` candidates (the main size: test.jsonl)."""
+    if size == config["evaluation"]["num_candidates"]:
+        return f"{MOVIELENS}/test.jsonl"
+    return f"{MOVIELENS}/test_c{size}.jsonl"
+
+
+def heuristics_file(size, part=None):
+    return f"{OUTPUTS}/movielens/{part or partition('movielens')}/heuristics_c{size}.json"
+
+
 def evaluation_flags(wildcards, input):
     flags = [reward_model_flag(wildcards, input)]
     flags += [f"--adapter {input.adapter}"] if "adapter" in input.keys() else []

@@ -34,3 +34,33 @@ rule evaluate:
         "python -m pgrpo.evaluate --config {params.config} --task {wildcards.task}"
         " --model {input.model} --data {params.data} --clusters {input.clusters}"
         " {params.flags} --out {output} > {log} 2>&1"
+
+
+# Reference rows of table 1 and figure 3: model-free MovieLens recommenders (always one
+# letter, newest release, genre overlap, popularity) on the same test users.
+rule heuristics:
+    input:
+        data=prepared("movielens", "items.jsonl", "histories.json"),
+        test=lambda w: heuristics_test(int(w.size)),
+        clusters=lambda w: clusters_file("movielens", w.partition),
+    output:
+        f"{OUTPUTS}/movielens/{{partition}}/heuristics_c{{size}}.json",
+    log:
+        f"{OUTPUTS}/logs/heuristics/{{partition}}/c{{size}}.log",
+    wildcard_constraints:
+        size=r"\d+",
+    conda:
+        "../../envs/pgrpo.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        config=config_file,
+        data=lambda w, input: os.path.dirname(input.data[0]),
+        evaluation=lambda w: section("movielens", "evaluation"),
+        seed=config["seed"],
+    message:
+        "Scoring the MovieLens reference rows ({wildcards.partition}, {wildcards.size} candidates)"
+    shell:
+        "python -m pgrpo.heuristics --config {params.config} --data {params.data}"
+        " --test {input.test} --clusters {input.clusters} --out {output} > {log} 2>&1"

@@ -28,6 +28,10 @@ def _trained(task, model=MAIN, part=None, variant="", methods=None, kinds=("eval
 
 def task_table_runs(task, models):
     runs = {}
+    if task == "movielens":  # the reference rows, at the main candidate count
+        runs[heuristics_file(config["evaluation"]["num_candidates"])] = (
+            f"{MAIN}/{task}/heuristics/-"
+        )
     for model in models:
         runs[f"{base_dir(task, model)}/eval.json"] = f"{model}/{task}/base/-"
         runs.update(_trained(task, model, kinds=("eval.json", "metrics.jsonl")))
@@ -50,6 +54,7 @@ def candidate_runs():
         runs[os.path.join(base_dir("movielens"), folder, "eval.json")] = (
             f"{MAIN}/movielens/base/-/{variant}"
         )
+        runs[heuristics_file(size)] = f"{MAIN}/movielens/heuristics/-/{variant}"
         for method in METHODS:
             for seed in SEEDS:
                 path = os.path.join(run_dir("movielens", method, seed), folder, "eval.json")

@@ -28,6 +28,7 @@ localrules:
     figure,
     reward_curves,
     manifest,
+    compare_reference,
     download_movielens_1m,
     download_goodreads,
     extract_movielens_100k,

@@ -112,3 +112,30 @@ rule manifest:
         "python -m pgrpo.manifest --config {params.config} --started {params.started}"
         " --data {params.data} --benchmarks {params.benchmarks} --results {input}"
         " --out {output} > {log} 2>&1"
+
+
+# The run's last word: its headline numbers against the published ones (paths.reference).
+# It reads every run file too, so that a fresh clone, whose committed tables look up to
+# date, recomputes them all instead of finding nothing to do.
+rule compare_reference:
+    input:
+        tables=catalogue_tables(),
+        reference=config["paths"]["reference"] or [],
+        runs=all_run_files(),
+    output:
+        json=f"{RESULTS}/comparison.json",
+        md=f"{RESULTS}/comparison.md",
+    log:
+        f"{OUTPUTS}/logs/compare_reference.log",
+    conda:
+        "../../envs/pgrpo.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        stem=lambda w, output: os.path.splitext(output.json)[0],
+    message:
+        "Comparing the run's headline numbers with the published reference"
+    shell:
+        "python -m pgrpo.reference compare --reference {input.reference}"
+        " --tables {input.tables} --out {params.stem} > {log} 2>&1"

@@ -147,5 +147,20 @@ def catalogue_files():
     return files + [f"{RESULTS}/tables/simulation.csv", f"{RESULTS}/figures/fig1_simulation.png"]
 
 
+def all_run_files():
+    """Every run file behind the catalogue (on a fresh clone, none exists yet)."""
+    tables, figures = catalogue_names()
+    return sorted({path for name in tables + figures for path in catalogue_runs(name)})
+
+
+def catalogue_tables():
+    """The .csv of every table and figure: what the comparison with the reference reads."""
+    tables, figures = catalogue_names()
+    return [f"{RESULTS}/tables/{name}.csv" for name in tables + figures]
+
+
 def final_targets():
-    return catalogue_files() + [f"{RESULTS}/manifest.json"]
+    targets = catalogue_files() + [f"{RESULTS}/manifest.json"]
+    if config["paths"]["reference"]:
+        targets.append(f"{RESULTS}/comparison.md")
+    return targets

@@ -4,7 +4,9 @@ A *run* is one file written by an earlier rule, named by a key
 ``MODEL/TASK/METHOD/SEED[/VARIANT]`` (``SEED`` is ``-`` for the base model, which decodes
 greedily and has no seed; ``VARIANT`` is a candidate-set size ``c8`` or a cluster partition
 ``kmeans_k8``). Its kind comes from its file name: ``eval*.json`` (:mod:`pgrpo.evaluate`),
-``metrics.jsonl`` (:mod:`pgrpo.train`), ``general.json`` (:mod:`pgrpo.general`),
+``metrics.jsonl`` (:mod:`pgrpo.train`: the final training reward, the share of all-equal
+groups and the mean advantage per cluster, :func:`pgrpo.dynamics.training_values`),
+``general.json`` (:mod:`pgrpo.general`),
 ``judge_winrates.json`` (:mod:`pgrpo.winrates`), ``heuristics*.json`` (the MovieLens reference
 rows of :mod:`pgrpo.heuristics`, one method per heuristic, key method ``heuristics``),
 ``rating_model.json`` (its held-out accuracy) and a clusters file ``clusters/*.json`` (its
@@ -141,7 +143,10 @@ def run_values(run: Run) -> list[tuple]:
     reference rows) adds the method to each."""
     name = run.path.name
     if name == "metrics.jsonl":
-        return [("final_train_reward", "all", final_reward(read_jsonl(run.path)))]
+        from pgrpo.dynamics import training_values  # it draws with this module's labels
+
+        rows = read_jsonl(run.path)
+        return [("final_train_reward", "all", final_reward(rows)), *training_values(rows)]
     data = read_json(run.path)
     if name.startswith("eval"):
         return eval_values(data)
@@ -161,7 +166,10 @@ def run_values(run: Run) -> list[tuple]:
         return heuristic_values(data)
     if name == "judge_winrates.json":
         return [("win_rate", g, c["win_rate"]) for g, c in data["per_group"].items()]
-    kinds = "eval*.json, metrics.jsonl, general.json, judge_winrates.json, rating_model.json"
+    kinds = (
+        "eval*.json, metrics.jsonl, general.json, heuristics*.json, judge_winrates.json, "
+        "rating_model.json"
+    )
     raise PgrpoError(f"{run.path}: unknown kind of run file (expected {kinds} or clusters/*.json)")
 
 

@@ -13,6 +13,8 @@ Runs are named as in :mod:`pgrpo.catalogue` (``MODEL/TASK/METHOD/SEED[/VARIANT]=
   sizes at each K trained with both.
 * ``fig5_judge_winrates``: ``judge_winrates.json`` per seed; P-GRPO's win rate over GRPO per
   preference group, one panel per task, 0.5 = no preference.
+* ``fig6_training_dynamics``: ``metrics.jsonl`` of both methods on every task; the share of
+  all-equal groups per step and the mean advantage per cluster (:mod:`pgrpo.dynamics`).
 
 A figure never silently drops data: a missing file, a method without a point, seeds with
 different numbers of steps or a NaN value stop it with a one-line error.
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from pgrpo.catalogue import DIFFERENCE, METHOD_LABELS, Run, cells, parse_runs, write_tables
+from pgrpo.dynamics import fig6
 from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli, write_text
 from pgrpo.stats import t_quantile
 
@@ -260,6 +263,9 @@ CAPTIONS = {
     "clusters (variant) of each size K; GRPO for reference; mean ± 95% CI over seeds.",
     "fig5_judge_winrates": "Figure 5 data: the judge's win rate of P-GRPO over GRPO per "
     "preference group (0.5 = no preference; ties count half); mean ± 95% CI over seeds.",
+    "fig6_training_dynamics": "Figure 6 data: share of generation groups whose rewards are all "
+    "equal (mean over steps) and mean advantage per cluster, per task and method; mean ± 95% "
+    "CI over seeds.",
 }
 
 
@@ -282,6 +288,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = cells(runs)
     if args.name == "fig2_reward_curves":
         fig2(runs, args.figure)
+    elif args.name == "fig6_training_dynamics":
+        fig6(runs, rows, args.figure)
     else:
         {"fig3_accuracy_vs_candidates": fig3, "fig4_cluster_ablation": fig4,
          "fig5_judge_winrates": fig5}[args.name](rows, args.figure)  # fmt: skip

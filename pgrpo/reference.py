@@ -79,8 +79,10 @@ def compare_cell(published: dict, new: dict) -> dict:
     if published["ci95"] is None:
         inside = abs(diff) <= 1e-6
     else:
-        inside = published["mean"] - published["ci95"] <= new["mean"] <= (
-            published["mean"] + published["ci95"]
+        inside = (
+            published["mean"] - published["ci95"]
+            <= new["mean"]
+            <= (published["mean"] + published["ci95"])
         )
     se_p, se_n = _se(published), _se(new)
     se = math.hypot(se_p, se_n)

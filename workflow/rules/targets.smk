@@ -104,6 +104,11 @@ def catalogue_runs(name):
         return candidate_runs()
     if name == "fig4_cluster_ablation":
         return ablation_runs()
+    if name == "fig6_training_dynamics":
+        runs = {}
+        for task in TASKS:
+            runs.update(_trained(task, kinds=("metrics.jsonl",)))
+        return runs
     return judge_runs()
 
 
@@ -133,6 +138,8 @@ def catalogue_names():
     figures = [f for f, task in FIGURES_OF.items() if task in TASKS and compared]
     if JUDGED_TASKS and compared:
         figures.append("fig5_judge_winrates")
+    if compared:
+        figures.append("fig6_training_dynamics")
     return tables, figures
 
 

@@ -1,0 +1,115 @@
+"""Figure 6: where the two advantages differ, measured in real training.
+
+By Corollary 3.1, P-GRPO = (sigma_G / sigma_p) x GRPO + (mu_G - mu_p) / sigma_p: the methods
+differ mostly on generation groups whose rewards are all equal, which GRPO gives zero
+advantage and P-GRPO the offset of the group from its cluster's running mean. This figure
+shows, from each training run's ``metrics.jsonl``:
+
+* top, per task: the share of generation groups whose rewards are all equal, per step
+  (trailing mean of 10 steps, TRL's ``frac_reward_zero_std``), mean over seeds with a 95%
+  band, for GRPO and P-GRPO;
+* bottom, per task: the mean advantage per cluster over the run (GRPO's is 0 by
+  construction within every group; P-GRPO's is not), mean over seeds with 95% intervals.
+
+Its table holds the run-level values (``all_equal_share``, ``advantage_mean`` per cluster)
+with the paired P-GRPO - GRPO rows, as the catalogue computes them for tables 1-3.
+
+    python -m pgrpo.figures --name fig6_training_dynamics --runs KEY=PATH ... \\
+        --figure results/figures/fig6_training_dynamics \\
+        --table results/tables/fig6_training_dynamics
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from pgrpo.catalogue import METHOD_LABELS, Run
+from pgrpo.io import PgrpoError, read_jsonl
+
+SHARE = "zero_std_group_fraction"
+ADVANTAGE = "advantage_mean/cluster_"
+
+
+def training_values(rows: list[dict]) -> list[tuple[str, str, float]]:
+    """Run-level (metric, cluster, value) of one ``metrics.jsonl``: the mean share of
+    all-equal groups over the steps, and each cluster's mean advantage over the steps it
+    appeared in (runs logged before these were recorded give none)."""
+    values = []
+    if rows and all(SHARE in r for r in rows):
+        values.append(("all_equal_share", "all", float(np.mean([r[SHARE] for r in rows]))))
+    per_cluster: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        for key, value in r.items():
+            if key.startswith(ADVANTAGE):
+                per_cluster[key[len(ADVANTAGE) :]].append(value)
+    values += [("advantage_mean", c, float(np.mean(v))) for c, v in per_cluster.items()]
+    return values
+
+
+def share_curves(runs: list[Run]) -> dict[str, dict[str, np.ndarray]]:
+    """task -> method -> (seeds x steps) trailing-mean share of all-equal groups."""
+    from pgrpo.figures import trailing_mean
+
+    curves: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        rows = read_jsonl(run.path)
+        if not rows or any(SHARE not in r for r in rows):
+            raise PgrpoError(f"{run.path}: no {SHARE} per step (retrain with this version)")
+        curves[run.task][run.method].append(trailing_mean(np.array([r[SHARE] for r in rows])))
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for task, methods in curves.items():
+        for method, seeds in methods.items():
+            if len({len(c) for c in seeds}) != 1:
+                raise PgrpoError(f"{task} {method}: seeds trained for different numbers of steps")
+            out.setdefault(task, {})[method] = np.stack(seeds)
+    return out
+
+
+def fig6(runs: list[Run], rows: list[dict], stem: str | Path) -> None:
+    from pgrpo.figures import WINDOW, _pyplot, band, half_width, save, seeds_label
+
+    curves = share_curves(runs)
+    plt = _pyplot()
+    tasks = sorted(curves)
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.6 * len(tasks), 7), squeeze=False)
+    for col, task in enumerate(tasks):
+        ax = axes[0][col]
+        for i, method in enumerate(sorted(curves[task])):
+            mean, half = band(curves[task][method])
+            steps = np.arange(len(mean))
+            n = len(curves[task][method])
+            label = f"{METHOD_LABELS.get(method, method)} ({seeds_label(n)})"
+            ax.plot(steps, mean, color=f"C{i}", linewidth=2, label=label)
+            ax.fill_between(steps, mean - half, mean + half, color=f"C{i}", alpha=0.2)
+        ax.set_title(task)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"all-equal groups (trailing mean of {WINDOW})")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax = axes[1][col]
+        cells = [r for r in rows if r["task"] == task and r["metric"] == "advantage_mean"]
+        methods = sorted({r["method"] for r in cells} & {"grpo", "pgrpo"})
+        clusters = sorted({r["cluster"] for r in cells}, key=lambda c: (len(c), c))
+        width = 0.8 / max(1, len(methods))
+        for i, method in enumerate(methods):
+            by = {r["cluster"]: r for r in cells if r["method"] == method}
+            xs = [j + i * width for j, c in enumerate(clusters) if c in by]
+            ys = [by[c]["mean"] for c in clusters if c in by]
+            err = [half_width(by[c]) for c in clusters if c in by]
+            ax.bar(xs, ys, width, yerr=err, capsize=3, color=f"C{i}",
+                   label=METHOD_LABELS.get(method, method))  # fmt: skip
+        ax.axhline(0, color="k", linewidth=0.8)
+        ax.set_xticks([j + width * (len(methods) - 1) / 2 for j in range(len(clusters))])
+        ax.set_xticklabels(clusters, fontsize=8, rotation=30)
+        ax.set_xlabel("cluster")
+        ax.set_ylabel("mean advantage over training")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+    fig.suptitle("Where GRPO and P-GRPO differ: all-equal groups and per-cluster advantage "
+                 "(mean, 95% CI over seeds)", fontsize=11)  # fmt: skip
+    fig.tight_layout()
+    save(fig, stem)

@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 from pgrpo.catalogue import METHOD_LABELS, Run
-from pgrpo.io import PgrpoError, read_jsonl
 
 SHARE = "zero_std_group_fraction"
 ADVANTAGE = "advantage_mean/cluster_"
@@ -49,29 +48,10 @@ def training_values(rows: list[dict]) -> list[tuple[str, str, float]]:
     return values
 
 
-def share_curves(runs: list[Run]) -> dict[str, dict[str, np.ndarray]]:
-    """task -> method -> (seeds x steps) trailing-mean share of all-equal groups."""
-    from pgrpo.figures import trailing_mean
-
-    curves: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for run in runs:
-        rows = read_jsonl(run.path)
-        if not rows or any(SHARE not in r for r in rows):
-            raise PgrpoError(f"{run.path}: no {SHARE} per step (retrain with this version)")
-        curves[run.task][run.method].append(trailing_mean(np.array([r[SHARE] for r in rows])))
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for task, methods in curves.items():
-        for method, seeds in methods.items():
-            if len({len(c) for c in seeds}) != 1:
-                raise PgrpoError(f"{task} {method}: seeds trained for different numbers of steps")
-            out.setdefault(task, {})[method] = np.stack(seeds)
-    return out
-
-
 def fig6(runs: list[Run], rows: list[dict], stem: str | Path) -> None:
-    from pgrpo.figures import WINDOW, _pyplot, band, half_width, save, seeds_label
+    from pgrpo.figures import WINDOW, _pyplot, band, half_width, save, seeds_label, step_curves
 
-    curves = share_curves(runs)
+    curves = step_curves(runs, SHARE, group=lambda run: run.task)
     plt = _pyplot()
     tasks = sorted(curves)
     fig, axes = plt.subplots(2, len(tasks), figsize=(4.6 * len(tasks), 7), squeeze=False)

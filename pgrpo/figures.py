@@ -69,23 +69,29 @@ def trailing_mean(values: np.ndarray, window: int = WINDOW) -> np.ndarray:
     return (sums[idx] - sums[lo]) / (idx - lo)
 
 
-def reward_curves(runs: list[Run]) -> dict[str, dict[str, np.ndarray]]:
-    """model -> method -> (seeds x steps) smoothed training reward."""
+def step_curves(runs: list[Run], metric: str, group=lambda run: run.model) -> dict:
+    """``group(run)`` (default the model) -> method -> (seeds x steps) trailing mean of the
+    per-step ``metric`` of each run's ``metrics.jsonl``."""
     curves: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         rows = read_jsonl(run.path)
         if not rows:
             raise PgrpoError(f"{run.path}: no training steps")
-        curves[run.model][run.method].append(
-            trailing_mean(np.array([r["reward_mean"] for r in rows]))
-        )
+        if any(metric not in r for r in rows):
+            raise PgrpoError(f"{run.path}: no {metric} per step (retrain with this version)")
+        curves[group(run)][run.method].append(trailing_mean(np.array([r[metric] for r in rows])))
     out: dict[str, dict[str, np.ndarray]] = {}
-    for model, methods in curves.items():
+    for name, methods in curves.items():
         for method, seeds in methods.items():
             if len({len(c) for c in seeds}) != 1:
-                raise PgrpoError(f"{model} {method}: seeds trained for different numbers of steps")
-            out.setdefault(model, {})[method] = np.stack(seeds)
+                raise PgrpoError(f"{name} {method}: seeds trained for different numbers of steps")
+            out.setdefault(name, {})[method] = np.stack(seeds)
     return out
+
+
+def reward_curves(runs: list[Run]) -> dict[str, dict[str, np.ndarray]]:
+    """model -> method -> (seeds x steps) smoothed training reward."""
+    return step_curves(runs, "reward_mean")
 
 
 def write_curves(curves: dict[str, dict[str, np.ndarray]], path: str | Path) -> None:

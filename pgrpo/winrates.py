@@ -3,7 +3,9 @@
 Reads two evaluation files of the same task (their ``answers``, one per test prompt), pairs
 the answers to the same prompt and asks the judge (config ``judge``) which suits the user
 better, in both orders (:func:`pgrpo.judge.judge_pair`). Writes per group the wins, ties,
-losses and the win rate (wins + ties / 2) / pairs of the first method.
+losses and the win rate (wins + ties / 2) / pairs of the first method. With ``--agreement``
+(the judge's check against the reward, :mod:`pgrpo.agreement`), a judge that is not above
+chance judges only ``judge.pairs_at_chance`` prompts, and the result says so.
 
     python -m pgrpo.winrates --config config.yaml --task personas --data resources/personas \\
         --first pgrpo=outputs/personas/pgrpo/eval.json \\
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--second", required=True, help="METHOD=eval.json")
     parser.add_argument("--model", required=True, help="the policy's base model folder")
     parser.add_argument("--reward-model", help="reviews: the rating model (.npz)")
+    parser.add_argument("--agreement", help="the judge's check (pgrpo.agreement); one not "
+                        "above chance judges only judge.pairs_at_chance prompts")  # fmt: skip
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     config = load_config(args.config)
@@ -68,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     if not users:
         raise PgrpoError(f"{args.first} and {args.second} answer no common test prompt")
     users = seeded_subset(users, cfg["max_pairs"], [config["seed"], 19])
+    check = read_json(args.agreement) if args.agreement else None
+    if check is not None and not check["above_chance"]:
+        users = seeded_subset(users, cfg["pairs_at_chance"], [config["seed"], 19])
     task = load_task(args.task, args.data, config, args.reward_model)
     examples = {e["user_id"]: e for e in read_jsonl(Path(args.data) / "test.jsonl")}
     judge = make_judge(cfg, args.model)
@@ -82,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         "task": args.task, "first": first, "second": second,
         "judge": cfg["backend"] if cfg["backend"] == "http" else (cfg["model"] or args.model),
         "pairs": len(users),
+        "judge_above_chance": None if check is None else check["above_chance"],
+        "judge_agreement": None if check is None else check["agreement_rate"],
         "per_group": {g: {"wins": r.wins, "ties": r.ties, "losses": r.losses, "n": r.n,
                           "win_rate": r.rate} for g, r in sorted(rates.items())},
         "seconds": time.perf_counter() - started,

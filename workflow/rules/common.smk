@@ -220,6 +220,19 @@ def judge_inputs(wildcards):
     folder = f"{OUTPUTS}/{wildcards.model}/{wildcards.task}/{wildcards.partition}"
     inputs["first"] = f"{folder}/seed{wildcards.seed}/pgrpo/eval.json"
     inputs["second"] = f"{folder}/seed{wildcards.seed}/grpo/eval.json"
+    inputs["agreement"] = f"{folder}/judge_agreement.json"
+    return inputs
+
+
+def agreement_inputs(wildcards):
+    """The base model's and the first seed's evaluations (answers of different quality to
+    the same prompts), the task's data."""
+    inputs = train_inputs(wildcards)
+    del inputs["clusters"]
+    folder = f"{OUTPUTS}/{wildcards.model}/{wildcards.task}/{wildcards.partition}"
+    inputs["evaluations"] = [f"{folder}/base/eval.json"] + [
+        f"{folder}/seed{SEEDS[0]}/{method}/eval.json" for method in METHODS
+    ]
     return inputs
 
 

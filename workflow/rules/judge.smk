@@ -30,4 +30,38 @@ rule judge_winrates:
     shell:
         "python -m pgrpo.winrates --config {params.config} --task {wildcards.task}"
         " --data {params.data} --first pgrpo={input.first} --second grpo={input.second}"
-        " --model {input.model} {params.reward_model} --out {output} > {log} 2>&1"
+        " --model {input.model} {params.reward_model} --agreement {input.agreement}"
+        " --out {output} > {log} 2>&1"
+
+
+# Does the judge agree with the task reward on answers whose rewards differ widely? A judge
+# that does not (at chance) judges only judge.pairs_at_chance prompts above.
+rule judge_agreement:
+    input:
+        unpack(agreement_inputs),
+    output:
+        f"{OUTPUTS}/{{model}}/{{task}}/{{partition}}/judge_agreement.json",
+    log:
+        f"{OUTPUTS}/logs/judge/{{model}}/{{task}}_{{partition}}_agreement.log",
+    benchmark:
+        f"{OUTPUTS}/benchmarks/judge/{{model}}/{{task}}_{{partition}}_agreement.tsv"
+    wildcard_constraints:
+        task="personas|reviews",
+    conda:
+        "../../envs/pgrpo.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        config=config_file,
+        data=lambda w, input: os.path.dirname(input.data[0]),
+        reward_model=reward_model_flag,
+        judge=config["judge"],
+        seed=config["seed"],
+    message:
+        "Checking the judge against the {wildcards.task} reward"
+    shell:
+        "python -m pgrpo.agreement --config {params.config} --task {wildcards.task}"
+        " --data {params.data} --evaluations {input.evaluations} --model {input.model}"
+        " {params.reward_model} --out {output} > {log} 2>&1"

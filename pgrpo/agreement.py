@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from pgrpo.config import load_config
-from pgrpo.io import PgrpoError, read_json, read_jsonl, run_cli, write_json
+from pgrpo.io import PgrpoError, read_jsonl, run_cli, write_json
 from pgrpo.judge import judge_pair
 from pgrpo.tasks import load_task
 
@@ -84,27 +84,17 @@ def agreement(scores: list[float]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pgrpo.winrates import make_judge
+    from pgrpo.winrates import add_judge_arguments, evaluation_with_answers, make_judge
 
     parser = argparse.ArgumentParser(description="Measure the judge's agreement with the reward.")
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--task", choices=["personas", "reviews"], required=True)
-    parser.add_argument("--data", required=True, help="the task's prepared folder")
+    add_judge_arguments(parser)
     parser.add_argument("--evaluations", nargs="+", required=True, help="eval.json files")
-    parser.add_argument("--model", required=True, help="the policy's base model folder")
-    parser.add_argument("--reward-model", help="reviews: the rating model (.npz)")
-    parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     config = load_config(args.config)
     cfg = config["judge"]
     torch.set_num_threads(config["train"]["threads"])
     started = time.perf_counter()
-    reports = []
-    for path in args.evaluations:
-        report = read_json(path)
-        if "answers" not in report:
-            raise PgrpoError(f"{path}: no answers (written by an older pgrpo.evaluate; re-run it)")
-        reports.append(report)
+    reports = [evaluation_with_answers(path) for path in args.evaluations]
     pairs = reward_gap_pairs(
         reports, cfg["agreement_gap"], cfg["agreement_pairs"], [config["seed"], 23]
     )

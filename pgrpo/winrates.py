@@ -40,28 +40,38 @@ def make_judge(cfg: dict, base_model: str):
     return LocalJudge(load_base_model(folder), load_tokenizer(folder))
 
 
+def evaluation_with_answers(path: str) -> dict:
+    """An evaluation file that keeps its answers (``pgrpo.evaluate``)."""
+    report = read_json(path)
+    if "answers" not in report:
+        raise PgrpoError(f"{path}: no answers (written by an older pgrpo.evaluate; re-run it)")
+    return report
+
+
+def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every judging entry point takes (this one and pgrpo.agreement)."""
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--task", choices=["personas", "reviews"], required=True)
+    parser.add_argument("--data", required=True, help="the task's prepared folder")
+    parser.add_argument("--model", required=True, help="the policy's base model folder")
+    parser.add_argument("--reward-model", help="reviews: the rating model (.npz)")
+    parser.add_argument("--out", required=True)
+
+
 def _answers(value: str) -> tuple[str, dict[int, dict]]:
     name, sep, path = value.partition("=")
     if not sep:
         raise PgrpoError(f"expected METHOD=eval.json, got {value!r}")
-    report = read_json(path)
-    if "answers" not in report:
-        raise PgrpoError(f"{path}: no answers (written by an older pgrpo.evaluate; re-run it)")
-    return name, {int(a["user_id"]): a for a in report["answers"]}
+    return name, {int(a["user_id"]): a for a in evaluation_with_answers(path)["answers"]}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Judge two methods' answers pairwise.")
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--task", choices=["personas", "reviews"], required=True)
-    parser.add_argument("--data", required=True, help="the task's prepared folder")
+    add_judge_arguments(parser)
     parser.add_argument("--first", required=True, help="METHOD=eval.json (the one that wins)")
     parser.add_argument("--second", required=True, help="METHOD=eval.json")
-    parser.add_argument("--model", required=True, help="the policy's base model folder")
-    parser.add_argument("--reward-model", help="reviews: the rating model (.npz)")
     parser.add_argument("--agreement", help="the judge's check (pgrpo.agreement); one not "
                         "above chance judges only judge.pairs_at_chance prompts")  # fmt: skip
-    parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     config = load_config(args.config)
     cfg = config["judge"]

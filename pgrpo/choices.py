@@ -50,6 +50,15 @@ def option_token_ids(tokenizer, options: list[str]) -> list[int]:
     return ids
 
 
+def token_ids_of_options(tokenizer, options: list[list[str]]) -> list[list[int]]:
+    """:func:`option_token_ids` of each example's options (each distinct list tokenised once)."""
+    known: dict[tuple, list[int]] = {}
+    for row in map(tuple, options):
+        if row not in known:
+            known[row] = option_token_ids(tokenizer, list(row))
+    return [known[tuple(row)] for row in options]
+
+
 def option_log_probs(first_logits: torch.Tensor, option_ids: list[list[int]]) -> np.ndarray:
     """Log-probabilities [B, k] of each row's options under the next-token distribution
     ``first_logits`` [B, V] (float32 log-softmax over the whole vocabulary)."""

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pgrpo.choices import choice_metrics, option_log_probs, option_token_ids, stratified_mean
+from pgrpo.choices import choice_metrics, option_log_probs, stratified_mean, token_ids_of_options
 from pgrpo.config import TASKS, load_config, task_config
 from pgrpo.io import read_jsonl, run_cli, seeded_subset, write_json
 from pgrpo.models import (
@@ -71,6 +71,22 @@ def answer_all(
             ids = option_ids[start : start + len(batch)]
             scored.append(option_log_probs(prefilled.logits, ids))
     return texts, (np.concatenate(scored) if scored else None)
+
+
+@torch.no_grad()
+def score_options(model, tokenizer, task, examples, batch_size) -> dict:
+    """Option scoring alone (one prompt pass per batch, no answer generated) of multiple-choice
+    ``examples``: :func:`pgrpo.choices.choice_metrics` over all of them as one cluster."""
+    options = [task.options(e) for e in examples]
+    option_ids = token_ids_of_options(tokenizer, [o for o, _ in options])
+    scored = []
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start : start + batch_size]
+        prompts = encode_prompts(tokenizer, [task.messages(e) for e in batch])
+        ids = option_ids[start : start + len(batch)]
+        scored.append(option_log_probs(prefill(model, prompts).logits, ids))
+    probs = np.exp(np.concatenate(scored))
+    return choice_metrics(probs, [r for _, r in options], np.zeros(len(examples)), probs.sum(1))
 
 
 def _per(values: np.ndarray, keys: np.ndarray, strata: np.ndarray) -> dict[str, dict]:
@@ -148,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     model.eval()
     options = [task.options(e) for e in examples]
     choice = all(o is not None for o in options)
-    option_ids = [option_token_ids(tokenizer, o) for o, _ in options] if choice else None
+    option_ids = token_ids_of_options(tokenizer, [o for o, _ in options]) if choice else None
     with autocast(config["model"]["precision"]):
         texts, option_logp = answer_all(
             model, tokenizer, task, examples, cfg["batch_size"], cfg["max_new_tokens"],

@@ -127,6 +127,9 @@ def summary_line(result: dict) -> str:
 
 def to_markdown(result: dict) -> str:
     """The summary, then every cell that is not consistent (the ones to look at)."""
+    if result["reference_commit"] is None and not result["compared"]:
+        return (f"No published reference to compare with: {len(result['new'])} headline "
+                "numbers, all new (publish: `python -m pgrpo.reference publish`).\n")  # fmt: skip
     lines = [f"Comparison with the published run (commit {result['reference_commit']}): "
              + summary_line(result) + ".", ""]  # fmt: skip
     odd = {k: c for k, c in result["cells"].items() if not c["consistent"]}
@@ -148,7 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("action", choices=["publish", "compare"])
     parser.add_argument("--tables", nargs="+", required=True, help="catalogue .csv tables")
     parser.add_argument("--manifest", help="publish: the run's manifest (its commit)")
-    parser.add_argument("--reference", help="compare: the published reference .json")
+    parser.add_argument("--reference", help="compare: the published reference .json "
+                        "(none: nothing published yet, every number is new)")
     parser.add_argument("--out", required=True, help="publish: .json; compare: stem (.json, .md)")
     args = parser.parse_args(argv)
     if args.action == "publish":
@@ -157,9 +161,13 @@ def main(argv: list[str] | None = None) -> None:
         write_json(args.out, {"commit": commit, "cells": cells})
         print(f"{args.out}: {len(cells)} headline numbers of commit {commit}")
         return
-    if not args.reference:
-        raise PgrpoError("compare: give the published reference (--reference)")
-    result = compare(read_json(args.reference), args.tables)
+    if args.reference and Path(args.reference).is_file():
+        reference = read_json(args.reference)
+    elif args.reference:
+        raise PgrpoError(f"{args.reference}: file not found (the published reference)")
+    else:  # nothing published yet: every number is new
+        reference = {"commit": None, "cells": {}}
+    result = compare(reference, args.tables)
     write_json(f"{args.out}.json", result)
     write_text(f"{args.out}.md", to_markdown(result))
     print(summary_line(result))

@@ -15,7 +15,9 @@ needs ``--reward-model``, the rating model); the task's overrides of the train s
 
 Writes ``--out``/adapter (peft ``save_pretrained``, safetensors; the same bytes for the same
 weights, :func:`pgrpo.models.save_adapter`) and ``--out``/metrics.jsonl (one line of metrics
-per step), each only when training has finished; a write that runs out of room (there or in a
+per step; a multiple-choice task also scores its validation prompts' options before the first
+step, keys ``val0/...``, and every ``train.eval_every`` updates, keys ``val/...`` with
+``val/updates``), each only when training has finished; a write that runs out of room (there or in a
 checkpoint) stops with one line naming the file. Every step is also
 logged to MLflow (``MLFLOW_TRACKING_URI``, default ``sqlite:///mlflow.db``), with the adapter
 and the final per-cluster statistics as artifacts; see :mod:`pgrpo.tracking` for the tags.
@@ -127,6 +129,35 @@ def cluster_statistics(stats) -> dict:
     }
 
 
+def validation_scorer(task, config: dict, data_dir: Path, tokenizer, precision: str):
+    """A function of the policy giving its option scores on the validation prompts
+    (``val/letter_accuracy``, ``val/correct_probability``), or None when the task is not
+    multiple choice, ``train.eval_every`` is 0 or there is no validation split."""
+    from pgrpo.evaluate import score_options
+    from pgrpo.io import seeded_subset
+    from pgrpo.models import autocast
+
+    path = data_dir / "validation.jsonl"
+    every = config["train"]["eval_every"]
+    if not every or not path.is_file():
+        return None
+    examples = read_jsonl(path)
+    if not examples or task.options(examples[0]) is None:
+        return None
+    examples = seeded_subset(examples, config["train"]["eval_prompts"], [config["seed"], 29])
+    batch = config["evaluation"]["batch_size"]
+
+    def score(model) -> dict:
+        was_training = model.training
+        model.eval()
+        with autocast(precision):
+            result = score_options(model, tokenizer, task, examples, batch)
+        model.train(was_training)
+        return {f"val/{m}": result[m]["all"] for m in ("letter_accuracy", "correct_probability")}
+
+    return score
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train GRPO or P-GRPO with LoRA.")
     parser.add_argument("--config", required=True)
@@ -205,8 +236,16 @@ def main(argv: list[str] | None = None) -> None:
         disable=args.no_progress or not accelerator.is_main_process,
     )
     started = time.perf_counter()
+    scorer = validation_scorer(task, config, data_dir, tokenizer, settings.precision)
+    every_eval = config["train"]["eval_every"]
+    initial = scorer(trainer.policy) if scorer and resumed.next_step == 0 else {}
 
     def on_step(step: int, metrics: dict) -> None:
+        if step == 0:  # the policy before any update: keys val0/...
+            metrics.update({k.replace("val/", "val0/"): v for k, v in initial.items()})
+        updates = step + 1
+        if scorer and (updates % every_eval == 0 or updates == settings.steps):
+            metrics.update(scorer(trainer.policy), **{"val/updates": updates})
         history.append({"step": step, **metrics})
         due = step % settings.log_every == 0 or step == settings.steps - 1
         if due and step > logged:

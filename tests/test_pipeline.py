@@ -77,6 +77,14 @@ def test_table1_cells_are_the_mean_and_interval_of_the_seeds_evaluations(run):
             assert float(cell["ci95"]) == pytest.approx(direct.ci95)
             assert cell["n_seeds"] == str(run["config"]["seeds"])
         assert _cells(rows, method=method, cluster="all", metric="final_train_reward")
+    # Validation option scores: before the first step, then every eval_every updates.
+    every, steps = run["config"]["train"]["eval_every"], run["config"]["train"]["steps"]
+    logged = [json.loads(line) for line in (_runs(run, "movielens", "pgrpo")[0] /
+                                             "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+    assert 0 <= logged[0]["val0/letter_accuracy"] <= 1
+    assert [r["val/updates"] for r in logged if "val/updates" in r] == list(
+        range(every, steps + 1, every)
+    )
     (base,) = _cells(rows, method="base", cluster="all", metric="accuracy")
     assert base["n_seeds"] == "1" and base["ci95"] == ""
     assert _cells(rows, method="pgrpo-grpo", cluster="worst", metric="accuracy")

@@ -99,3 +99,11 @@ def test_the_cli_publishes_compares_and_names_a_bad_table(tmp_path):
                      str(bad), "--out", str(tmp_path / "cmp2"))  # fmt: skip
     assert f"{bad}:2: not a catalogue row" in one_error_line(done)
     assert not (tmp_path / "cmp2.json").exists()
+    nothing = run_entry("pgrpo.reference", "compare", "--tables", fewer,
+                        "--out", str(tmp_path / "cmp3"))  # fmt: skip
+    assert nothing.returncode == 0, nothing.stderr
+    assert json.loads((tmp_path / "cmp3.json").read_text())["compared"] == 0
+    assert (tmp_path / "cmp3.md").read_text().startswith("No published reference")
+    gone = run_entry("pgrpo.reference", "compare", "--reference", str(tmp_path / "no.json"),
+                     "--tables", fewer, "--out", str(tmp_path / "cmp4"))  # fmt: skip
+    assert "no.json: file not found" in one_error_line(gone)

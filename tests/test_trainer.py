@@ -22,7 +22,14 @@ pytestmark = pytest.mark.numerics
 
 # Keys of config section `train` that the launcher or the entry point uses rather than the
 # training loop (checkpoint_every: pgrpo.train, tests/test_resume.py).
-LAUNCH_KEYS = {"methods", "num_processes", "threads", "checkpoint_every"}
+LAUNCH_KEYS = {
+    "methods",
+    "num_processes",
+    "threads",
+    "checkpoint_every",
+    "eval_every",
+    "eval_prompts",
+}
 NON_DEFAULT = {
     "steps": 7, "prompts_per_step": 6, "group_size": 3, "max_new_tokens": 9,
     "temperature": 0.7, "learning_rate": 1e-3, "beta": 0.1, "clip_eps": 0.1,

@@ -120,7 +120,7 @@ rule manifest:
 rule compare_reference:
     input:
         tables=catalogue_tables(),
-        reference=config["paths"]["reference"] or [],
+        reference=published_reference(),
         runs=all_run_files(),
     output:
         json=f"{RESULTS}/comparison.json",
@@ -134,8 +134,9 @@ rule compare_reference:
         runtime=10,
     params:
         stem=lambda w, output: os.path.splitext(output.json)[0],
+        reference=lambda w, input: (f"--reference {input.reference}" if input.reference else ""),
     message:
         "Comparing the run's headline numbers with the published reference"
     shell:
-        "python -m pgrpo.reference compare --reference {input.reference}"
+        "python -m pgrpo.reference compare {params.reference}"
         " --tables {input.tables} --out {params.stem} > {log} 2>&1"

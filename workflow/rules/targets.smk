@@ -166,6 +166,13 @@ def catalogue_tables():
     return [f"{RESULTS}/tables/{name}.csv" for name in tables + figures]
 
 
+def published_reference():
+    """The published reference file when there is one (a fork may not have published yet:
+    the comparison then lists every number as new)."""
+    path = config["paths"]["reference"]
+    return [path] if path and os.path.exists(path) else []
+
+
 def final_targets():
     targets = catalogue_files() + [f"{RESULTS}/manifest.json"]
     if config["paths"]["reference"]:

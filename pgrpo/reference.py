@@ -22,6 +22,10 @@ cell it says:
         --manifest results/manifest.json --out results/reference.json
     python -m pgrpo.reference compare --reference results/reference.json \
         --tables results/tables/*.csv --out results/comparison
+    python -m pgrpo.reference power --reference results/reference.json --out power.md
+
+``power`` lists, for every published P-GRPO - GRPO headline cell, its minimum detectable
+difference and the seeds a 95% interval of ``--half-width`` (0.03) would need at its spread.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from pathlib import Path
 
 from scipy import stats
 
+from pgrpo.catalogue import DIFFERENCE
 from pgrpo.io import PgrpoError, read_json, run_cli, write_json, write_text
-from pgrpo.stats import t_quantile
+from pgrpo.stats import Interval, minimum_detectable_difference, seeds_for_half_width, t_quantile
 
 HEADLINE_CLUSTERS = ("all", "worst")
 
@@ -146,15 +151,52 @@ def _cell(mean: float, half: float | None) -> str:
     return f"{mean:.3f}" if not half else f"{mean:.3f} ± {half:.3f}"
 
 
+def power_table(reference: dict, half_width: float) -> list[dict]:
+    """Per published P-GRPO - GRPO headline cell: its interval, its minimum detectable
+    difference and the seeds an interval of ``half_width`` would need at its spread."""
+    rows = []
+    for key, cell in reference["cells"].items():
+        if f"/{DIFFERENCE}/" not in key or cell["ci95"] is None:
+            continue
+        interval = Interval(cell["mean"], cell["ci95"], cell["n_seeds"])
+        needed = seeds_for_half_width(interval, half_width)
+        rows.append({"cell": key, "mean": cell["mean"], "ci95": cell["ci95"],
+                     "n_seeds": cell["n_seeds"], "mdd": minimum_detectable_difference(interval),
+                     "seeds_for_half_width": needed})  # fmt: skip
+    return rows
+
+
+def power_markdown(rows: list[dict], half_width: float) -> str:
+    lines = [f"| cell | P-GRPO - GRPO | seeds | MDD (80% power) | seeds for ±{half_width} |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {r['cell']} | {_cell(r['mean'], r['ci95'])} | {r['n_seeds']} | "
+              f"{r['mdd']:.3f} | {r['seeds_for_half_width']} |" for r in rows]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Publish or compare against the reference.")
-    parser.add_argument("action", choices=["publish", "compare"])
-    parser.add_argument("--tables", nargs="+", required=True, help="catalogue .csv tables")
+    parser.add_argument("action", choices=["publish", "compare", "power"])
+    parser.add_argument("--tables", nargs="+", help="catalogue .csv tables")
+    parser.add_argument("--half-width", type=float, default=0.03,
+                        help="power: the target 95%% half-width of a difference")  # fmt: skip
     parser.add_argument("--manifest", help="publish: the run's manifest (its commit)")
-    parser.add_argument("--reference", help="compare: the published reference .json "
-                        "(none: nothing published yet, every number is new)")
+    parser.add_argument(
+        "--reference",
+        help="compare: the published reference .json "
+        "(none: nothing published yet, every number is new)",
+    )
     parser.add_argument("--out", required=True, help="publish: .json; compare: stem (.json, .md)")
     args = parser.parse_args(argv)
+    if args.action == "power":
+        if not args.reference:
+            raise PgrpoError("power: give the published reference (--reference)")
+        rows = power_table(read_json(args.reference), args.half_width)
+        write_text(args.out, power_markdown(rows, args.half_width))
+        print(power_markdown(rows, args.half_width), end="")
+        return
+    if not args.tables:
+        raise PgrpoError(f"{args.action}: give the tables (--tables)")
     if args.action == "publish":
         commit = read_json(args.manifest)["git"]["commit"] if args.manifest else None
         cells = headline_cells(args.tables)

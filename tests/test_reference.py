@@ -107,3 +107,24 @@ def test_the_cli_publishes_compares_and_names_a_bad_table(tmp_path):
     gone = run_entry("pgrpo.reference", "compare", "--reference", str(tmp_path / "no.json"),
                      "--tables", fewer, "--out", str(tmp_path / "cmp4"))  # fmt: skip
     assert "no.json: file not found" in one_error_line(gone)
+
+
+def test_power_lists_the_mdd_and_seeds_of_every_published_difference(tmp_path):
+    from pgrpo.reference import power_table
+
+    reference = {"cells": {
+        "t/movielens/m/pgrpo-grpo//all/accuracy": {"mean": -0.008, "ci95": 0.051, "n_seeds": 3},
+        "t/movielens/m/grpo//all/accuracy": {"mean": 0.3, "ci95": 0.1, "n_seeds": 3},
+        "t/movielens/m/pgrpo-grpo//worst/accuracy": {"mean": 0.1, "ci95": None, "n_seeds": 1},
+    }}  # fmt: skip
+    (row,) = power_table(reference, 0.03)
+    # sd = 0.051 * sqrt(3) / t(2) = 0.0205; MDD = 3.2642 sd (pwr.t.test, n = 3); the half-width
+    # t(n) sd / sqrt(n) falls under 0.03 at n = 5 (0.0255), not at 4 (0.0327).
+    assert row["mdd"] == pytest.approx(3.2642 * 0.051 * math.sqrt(3) / 4.3027, rel=1e-3)
+    assert row["seeds_for_half_width"] == 5
+    ref = tmp_path / "r.json"
+    ref.write_text(json.dumps(reference))
+    done = run_entry("pgrpo.reference", "power", "--reference", str(ref), "--out",
+                     str(tmp_path / "p.md"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "| -0.008 ± 0.051 | 3 | 0.067 | 5 |" in (tmp_path / "p.md").read_text()

@@ -9,7 +9,8 @@ The judge *agrees* on a pair when it prefers the higher-reward answer in both or
 ``(agree + ties / 2) / pairs`` is 0.5 for a judge that cannot tell the answers apart (or
 always picks one position), 1 for one that ranks them as the reward does; its 95% interval
 is the Wilson score interval of the decisive pairs' agreement share, mapped onto the rate.
-The judge is *above chance* when the interval's lower end is above 0.5.
+The judge is *above chance* when the interval's lower end is above 0.5; with no pair whose
+rewards differ that much (answers too alike to check), it is not shown above chance.
 
 The judge rule reads the verdict: a judge at chance judges only ``judge.pairs_at_chance``
 prompts per seed (figure 5 then says that a real judge is needed), instead of every prompt.
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 from pgrpo.config import load_config
-from pgrpo.io import PgrpoError, read_jsonl, run_cli, write_json
+from pgrpo.io import read_jsonl, run_cli, write_json
 from pgrpo.judge import judge_pair
 from pgrpo.tasks import load_task
 
@@ -98,18 +99,16 @@ def main(argv: list[str] | None = None) -> None:
     pairs = reward_gap_pairs(
         reports, cfg["agreement_gap"], cfg["agreement_pairs"], [config["seed"], 23]
     )
-    if not pairs:
-        raise PgrpoError(
-            f"judge.agreement_gap: no two answers to one prompt differ by "
-            f"{cfg['agreement_gap']} in reward among {len(args.evaluations)} evaluations"
-        )
-    task = load_task(args.task, args.data, config, args.reward_model)
-    examples = {e["user_id"]: e for e in read_jsonl(Path(args.data) / "test.jsonl")}
-    judge = make_judge(cfg, args.model)
-    scores = [judge_pair(judge, *task.judge_context(examples[user]), high, low)
-              for user, high, low, _ in pairs]  # fmt: skip
+    scores = []
+    if pairs:  # none: nothing shows the judge above chance (the answers are too alike)
+        task = load_task(args.task, args.data, config, args.reward_model)
+        examples = {e["user_id"]: e for e in read_jsonl(Path(args.data) / "test.jsonl")}
+        judge = make_judge(cfg, args.model)
+        scores = [judge_pair(judge, *task.judge_context(examples[user]), high, low)
+                  for user, high, low, _ in pairs]  # fmt: skip
     result = {"task": args.task, "gap": cfg["agreement_gap"],
-              "mean_reward_gap": float(np.mean([p[3] for p in pairs])), **agreement(scores),
+              "mean_reward_gap": float(np.mean([p[3] for p in pairs])) if pairs else None,
+              **agreement(scores),
               "judge": cfg["backend"] if cfg["backend"] == "http" else (cfg["model"] or args.model),
               "seconds": time.perf_counter() - started}  # fmt: skip
     write_json(args.out, result)

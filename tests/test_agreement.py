@@ -19,6 +19,9 @@ def test_wilson_interval_matches_the_textbook_value():
     # 8 of 10: Wilson 95% interval (0.4902, 0.9433) (Newcombe 1998, method 3).
     assert wilson(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
     assert wilson(0, 0) == (0.0, 1.0)
+    nothing = agreement([])
+    assert nothing["pairs"] == 0 and nothing["agreement_rate"] == 0.5
+    assert not nothing["above_chance"]
 
 
 def test_ties_pull_the_rate_to_one_half_and_never_make_a_judge_above_chance():

@@ -17,6 +17,10 @@ with the paired P-GRPO - GRPO rows, as the catalogue computes them for tables 1-
     python -m pgrpo.figures --name fig6_training_dynamics --runs KEY=PATH ... \\
         --figure results/figures/fig6_training_dynamics \\
         --table results/tables/fig6_training_dynamics
+
+Figure 7 is the same argument as an experiment: both methods trained on MovieLens with
+several group sizes G (``figures.group_sizes``); with a binary reward the share of
+all-equal groups is p^G + (1 - p)^G, so the methods should differ more as G shrinks.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pgrpo.catalogue import METHOD_LABELS, Run
+from pgrpo.catalogue import DIFFERENCE, METHOD_LABELS, Run
+from pgrpo.io import PgrpoError
 
 SHARE = "zero_std_group_fraction"
 ADVANTAGE = "advantage_mean/cluster_"
@@ -91,5 +96,43 @@ def fig6(runs: list[Run], rows: list[dict], stem: str | Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle("Where GRPO and P-GRPO differ: all-equal groups and per-cluster advantage "
                  "(mean, 95% CI over seeds)", fontsize=11)  # fmt: skip
+    fig.tight_layout()
+    save(fig, stem)
+
+
+def fig7(rows: list[dict], stem: str | Path) -> None:
+    """Figure 7: the group-size ablation on MovieLens (variants ``g{G}``). Left: P-GRPO -
+    GRPO letter accuracy (paired by seed) against G; right: the share of all-equal groups of
+    each method against G. Mean and 95% interval over seeds."""
+    from pgrpo.figures import _errorbar, _number, _pyplot, save
+
+    def points(method: str, metric: str) -> dict[str, dict]:
+        return {r["variant"]: r for r in rows if r["method"] == method and r["metric"] == metric
+                and r["cluster"] == "all"}  # fmt: skip
+
+    difference = points(DIFFERENCE, "letter_accuracy")
+    if len(difference) < 2:
+        raise PgrpoError(
+            "fig7: P-GRPO - GRPO letter accuracy is needed at 2 or more group sizes (both "
+            f"methods, 2+ common seeds), got {sorted(difference)}"
+        )
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    _errorbar(left, difference, "P-GRPO − GRPO", "C2")
+    left.axhline(0, color="k", linewidth=0.8)
+    left.set_ylabel("letter accuracy difference (paired by seed)")
+    for i, method in enumerate(("grpo", "pgrpo")):
+        share = points(method, "all_equal_share")
+        if share:
+            _errorbar(right, share, METHOD_LABELS[method], f"C{i}")
+    right.set_ylabel("share of all-equal groups")
+    right.set_ylim(-0.02, 1.02)
+    for ax in (left, right):
+        ax.set_xlabel("group size G")
+        ax.set_xticks(sorted(_number(v) for v in difference))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("MovieLens: the methods against the group size (mean, 95% CI over seeds)",
+                 fontsize=11)  # fmt: skip
     fig.tight_layout()
     save(fig, stem)

@@ -15,6 +15,9 @@ Runs are named as in :mod:`pgrpo.catalogue` (``MODEL/TASK/METHOD/SEED[/VARIANT]=
   preference group, one panel per task, 0.5 = no preference.
 * ``fig6_training_dynamics``: ``metrics.jsonl`` of both methods on every task; the share of
   all-equal groups per step and the mean advantage per cluster (:mod:`pgrpo.dynamics`).
+* ``fig7_group_size``: ``eval.json`` and ``metrics.jsonl`` of both methods on MovieLens with
+  variant ``g{G}`` (trained with group size G); the paired difference and the all-equal
+  share against G.
 
 A figure never silently drops data: a missing file, a method without a point, seeds with
 different numbers of steps or a NaN value stop it with a one-line error.
@@ -34,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from pgrpo.catalogue import DIFFERENCE, METHOD_LABELS, Run, cells, parse_runs, write_tables
-from pgrpo.dynamics import fig6
+from pgrpo.dynamics import fig6, fig7
 from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli, write_text
 from pgrpo.stats import t_quantile
 
@@ -272,6 +275,9 @@ CAPTIONS = {
     "fig6_training_dynamics": "Figure 6 data: share of generation groups whose rewards are all "
     "equal (mean over steps) and mean advantage per cluster, per task and method; mean ± 95% "
     "CI over seeds.",
+    "fig7_group_size": "Figure 7 data: both methods on MovieLens trained with group size G "
+    "(variant gG): letter accuracy, the share of all-equal groups and the paired P-GRPO − GRPO "
+    "difference; mean ± 95% CI over seeds.",
 }
 
 
@@ -296,6 +302,8 @@ def main(argv: list[str] | None = None) -> None:
         fig2(runs, args.figure)
     elif args.name == "fig6_training_dynamics":
         fig6(runs, rows, args.figure)
+    elif args.name == "fig7_group_size":
+        fig7(rows, args.figure)
     else:
         {"fig3_accuracy_vs_candidates": fig3, "fig4_cluster_ablation": fig4,
          "fig5_judge_winrates": fig5}[args.name](rows, args.figure)  # fmt: skip

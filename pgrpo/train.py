@@ -6,7 +6,8 @@
         --out outputs/smollm2-135m/movielens/kmeans_k4/seed1/pgrpo
 
 ``--seed`` is the training seed (prompt order, sampling, LoRA initialisation; default the
-config's ``seed``); data and clusters always come from the config's seed.
+config's ``seed``); data and clusters always come from the config's seed. ``--group-size``
+trains with that G instead of ``train.group_size`` (figure 7's runs).
 
 ``--task personas`` / ``--task reviews`` train on those tasks' prepared folders (reviews also
 needs ``--reward-model``, the rating model); the task's overrides of the train section apply
@@ -169,10 +170,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reward-model", help="reviews: the rating model (.npz)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, help="training seed (default: the config's seed)")
+    parser.add_argument("--group-size", type=int, help="G, instead of the config's "
+                        "train.group_size (figure 7's runs)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
     config = task_config(load_config(args.config), args.task)
+    if args.group_size is not None:
+        if args.group_size < 2:
+            raise PgrpoError(f"--group-size: expected at least 2, got {args.group_size}")
+        config["train"]["group_size"] = args.group_size
     check_store()  # an unreadable MLflow store stops the run before any work
     settings = TrainSettings.from_config(config, args.method)
     if args.seed is not None:

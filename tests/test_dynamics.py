@@ -66,3 +66,45 @@ def test_fig6_refuses_metrics_without_the_share(tmp_path):
                      "--table", str(tmp_path / "t"))  # fmt: skip
     assert "no zero_std_group_fraction per step" in one_error_line(done)
     assert not list(tmp_path.glob("f.*"))
+
+
+def _choice_eval(path, accuracy):
+    cell = {"all": accuracy, "per_cluster": {"0": accuracy}, "worst_cluster": accuracy}
+    report = {"task": "movielens", "reward": accuracy, "usable_rate": 1.0, "n": 8,
+              "per_cluster": {"0": {"reward": accuracy, "n": 8}},
+              "choices": {"letter_accuracy": cell, "correct_probability": cell,
+                          "letter_mass": cell}}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_fig7_draws_the_paired_difference_against_the_group_size(tmp_path):
+    args = []
+    for g, gain in ((4, 0.04), (16, 0.0)):
+        for method in ("grpo", "pgrpo"):
+            for seed in range(3):
+                folder = tmp_path / f"g{g}" / method / str(seed)
+                accuracy = 0.3 + seed / 50 + (gain if method == "pgrpo" else 0.0)
+                share = 0.32 if g == 4 else 0.01
+                key = f"m/movielens/{method}/{seed}/g{g}"
+                evaluation = _choice_eval(folder / "eval.json", accuracy)
+                args += [
+                    f"{key}={evaluation}",
+                    f"{key}={_metrics(folder / 'metrics.jsonl', [share] * 5)}",
+                ]
+    out = tmp_path / "results"
+    done = run_entry("pgrpo.figures", "--name", "fig7_group_size", "--runs", *args,
+                     "--figure", str(out / "fig7"), "--table", str(out / "t"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (out / "fig7.png").stat().st_size > 10_000
+    table = (out / "t.csv").read_text().splitlines()
+    for g, gain in ((4, 0.04), (16, 0.0)):
+        (row,) = [
+            r for r in table if r.startswith(f"movielens,m,pgrpo-grpo,g{g},all,letter_accuracy,")
+        ]
+        assert float(row.split(",")[6]) == pytest.approx(gain, abs=1e-12)
+    one = [a for a in args if "/g16=" in a]
+    done = run_entry("pgrpo.figures", "--name", "fig7_group_size", "--runs", *one,
+                     "--figure", str(out / "one"), "--table", str(out / "one"))  # fmt: skip
+    assert "2 or more group sizes" in one_error_line(done)

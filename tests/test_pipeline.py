@@ -19,7 +19,7 @@ METHODS = ("grpo", "pgrpo")
 TASKS = ("movielens", "personas", "reviews")
 CATALOGUE = ("table1_movielens", "table2_personas", "table3_reviews", "table4_general",
              "fig2_reward_curves", "fig3_accuracy_vs_candidates", "fig4_cluster_ablation",
-             "fig5_judge_winrates", "fig6_training_dynamics")  # fmt: skip
+             "fig5_judge_winrates", "fig6_training_dynamics", "fig7_group_size")  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,7 @@ FIGURES = config["figures"]
 
 wildcard_constraints:
     task="movielens|personas|reviews",
-    method="grpo|pgrpo",
+    method=r"(grpo|pgrpo)(-g\d+)?",
     model="[^/]+",
     partition=r"(kmeans|random)_k\d+|groups",
     seed=r"\d+",
@@ -152,6 +152,19 @@ def raw_reviews_file():
     if cfg["source"] == "goodreads":
         return f"{RESOURCES}/raw/goodreads/{os.path.basename(cfg['url'])}"
     return f"{RESOURCES}/raw/clothing-reviews/{CLOTHING_FILE}"
+
+
+def method_flags(wildcards):
+    """``--method M`` of a run folder ``M`` or ``M-gN`` (figure 7: trained with G = N)."""
+    method, _, size = wildcards.method.partition("-g")
+    return f"--method {method}" + (f" --group-size {size}" if size else "")
+
+
+def group_size_folder(method, size):
+    """The run folder of ``method`` trained with group size ``size``: the plain folder at the
+    task's own group size, ``{method}-g{size}`` otherwise."""
+    own = section("movielens", "train")["group_size"]
+    return method if size == own else f"{method}-g{size}"
 
 
 def train_inputs(wildcards):

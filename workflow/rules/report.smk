@@ -51,7 +51,7 @@ rule figure:
     log:
         f"{OUTPUTS}/logs/figure_{{figure}}.log",
     wildcard_constraints:
-        figure="fig[2-6]_[a-z_]+",
+        figure="fig[2-7]_[a-z_]+",
     conda:
         "../../envs/pgrpo.yaml"
     resources:

@@ -11,6 +11,7 @@ FIGURES_OF = {
     "fig2_reward_curves": "movielens",
     "fig3_accuracy_vs_candidates": "movielens",
     "fig4_cluster_ablation": "movielens",
+    "fig7_group_size": "movielens",
     "fig5_judge_winrates": None,
 }
 
@@ -74,6 +75,18 @@ def ablation_runs():
     return runs
 
 
+def group_size_runs():
+    """Both methods on MovieLens trained with each group size of figures.group_sizes."""
+    runs = {}
+    for size in FIGURES["group_sizes"]:
+        for method in METHODS:
+            for seed in SEEDS:
+                folder = run_dir("movielens", group_size_folder(method, size), seed)
+                key = f"{MAIN}/movielens/{method}/{seed}/g{size}"
+                runs.update({f"{folder}/{kind}": key for kind in ("eval.json", "metrics.jsonl")})
+    return runs
+
+
 def judge_runs():
     runs = {}
     for task in JUDGED_TASKS:
@@ -104,6 +117,8 @@ def catalogue_runs(name):
         return candidate_runs()
     if name == "fig4_cluster_ablation":
         return ablation_runs()
+    if name == "fig7_group_size":
+        return group_size_runs()
     if name == "fig6_training_dynamics":
         runs = {}
         for task in TASKS:

@@ -25,6 +25,7 @@ rule train:
         data=lambda w, input: os.path.dirname(input.data[0]),
         out=lambda w, output: os.path.dirname(output.metrics),
         reward_model=reward_model_flag,
+        method=method_flags,
         launch=LAUNCH,
         train=lambda w: section(w.task, "train"),
         task=lambda w: task_data(w.task),
@@ -36,6 +37,6 @@ rule train:
         "{wildcards.partition}, seed {wildcards.seed}) for {params.train[steps]} steps"
     shell:
         "{params.launch} -m pgrpo.train --config {params.config} --task {wildcards.task}"
-        " --method {wildcards.method} --model {input.model} --data {params.data}"
+        " {params.method} --model {input.model} --data {params.data}"
         " --clusters {input.clusters} {params.reward_model} --seed {wildcards.seed}"
         " --out {params.out} > {log} 2>&1"

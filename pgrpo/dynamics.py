@@ -53,6 +53,37 @@ def training_values(rows: list[dict]) -> list[tuple[str, str, float]]:
     return values
 
 
+def validation_curve(rows: list[dict], metric: str = "letter_accuracy"):
+    """(updates, values, number of options) of a run's validation option scores (``val0/``
+    before the first step, ``val/`` with ``val/updates`` after), or None when it logged none."""
+    if not rows or f"val0/{metric}" not in rows[0]:
+        return None
+    points = [(0, rows[0][f"val0/{metric}"])]
+    points += [(r["val/updates"], r[f"val/{metric}"]) for r in rows if "val/updates" in r]
+    updates, values = zip(*points, strict=True)
+    return np.array(updates), np.array(values), rows[0]["val0/num_options"]
+
+
+def validation_curves(runs: list[Run]) -> dict[str, dict[str, tuple]]:
+    """model -> method -> (updates, seeds x points, options) of the runs that logged
+    validation scores; seeds scored at different updates are an error."""
+    from pgrpo.io import read_jsonl
+
+    found: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        curve = validation_curve(read_jsonl(run.path))
+        if curve is not None:
+            found[run.model][run.method].append(curve)
+    out: dict[str, dict[str, tuple]] = {}
+    for model, methods in found.items():
+        for method, curves in methods.items():
+            if len({tuple(u) for u, _, _ in curves}) != 1:
+                raise PgrpoError(f"{model} {method}: seeds scored at different updates")
+            values = np.stack([v for _, v, _ in curves])
+            out.setdefault(model, {})[method] = (curves[0][0], values, curves[0][2])
+    return out
+
+
 def fig6(runs: list[Run], rows: list[dict], stem: str | Path) -> None:
     from pgrpo.figures import WINDOW, _pyplot, band, half_width, save, seeds_label, step_curves
 

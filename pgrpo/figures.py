@@ -4,7 +4,8 @@ interval, each written as PNG and SVG with its numbers as a long-format table.
 Runs are named as in :mod:`pgrpo.catalogue` (``MODEL/TASK/METHOD/SEED[/VARIANT]=PATH``):
 
 * ``fig2_reward_curves``: ``metrics.jsonl`` of GRPO and P-GRPO; training reward per step
-  (trailing mean over 10 steps), mean over seeds with a 95% band; one panel per model.
+  (trailing mean over 10 steps), mean over seeds with a 95% band; one panel per model; below,
+  the validation letter accuracy against updates where the runs scored it.
 * ``fig3_accuracy_vs_candidates``: ``eval.json`` with variant ``c{N}`` (N candidates at test,
   models trained with 4); accuracy against N per method, chance 1/N dashed.
 * ``fig4_cluster_ablation``: P-GRPO runs with variant ``kmeans_k{K}`` / ``random_k{K}`` (eval
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from pgrpo.catalogue import DIFFERENCE, METHOD_LABELS, Run, cells, parse_runs, write_tables
-from pgrpo.dynamics import fig6, fig7
+from pgrpo.dynamics import fig6, fig7, validation_curves
 from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli, write_text
 from pgrpo.stats import t_quantile
 
@@ -122,10 +123,31 @@ def band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fig2(runs: list[Run], stem: str | Path) -> None:
+    """Training reward per step; below it, when the runs scored their validation prompts
+    (MovieLens, ``train.eval_every``), the validation letter accuracy against updates."""
     plt = _pyplot()
     curves = reward_curves(runs)
+    validation = validation_curves(runs)
     width = max(6.5, 5 * len(curves))
-    fig, axes = plt.subplots(1, len(curves), figsize=(width, 4), squeeze=False)
+    rows = 2 if validation else 1
+    fig, axes = plt.subplots(rows, len(curves), figsize=(width, 4 * rows), squeeze=False)
+    for ax, model in zip(axes[-1], curves, strict=True):
+        options = set()
+        for i, (method, (updates, values, k)) in enumerate(
+            sorted(validation.get(model, {}).items())
+        ):
+            options.add(k)
+            mean, half = band(values)
+            label = f"{METHOD_LABELS.get(method, method)} ({seeds_label(len(values))})"
+            ax.errorbar(updates, mean, yerr=half, color=f"C{i}", marker="o", capsize=3,
+                        label=label)  # fmt: skip
+        if rows == 2:
+            for k in options:
+                ax.axhline(1 / k, color="k", linestyle="--", linewidth=1, label=f"chance (1/{k})")
+            ax.set_xlabel("updates")
+            ax.set_ylabel("validation letter accuracy")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
     for ax, (model, methods) in zip(axes[0], curves.items(), strict=True):
         for i, method in enumerate(sorted(methods)):
             mean, half = band(methods[method])

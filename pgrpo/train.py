@@ -154,7 +154,8 @@ def validation_scorer(task, config: dict, data_dir: Path, tokenizer, precision: 
         with autocast(precision):
             result = score_options(model, tokenizer, task, examples, batch)
         model.train(was_training)
-        return {f"val/{m}": result[m]["all"] for m in ("letter_accuracy", "correct_probability")}
+        scores = {f"val/{m}": result[m]["all"] for m in ("letter_accuracy", "correct_probability")}
+        return {**scores, "val/num_options": result["num_options"]}
 
     return score
 

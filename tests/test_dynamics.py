@@ -108,3 +108,32 @@ def test_fig7_draws_the_paired_difference_against_the_group_size(tmp_path):
     done = run_entry("pgrpo.figures", "--name", "fig7_group_size", "--runs", *one,
                      "--figure", str(out / "one"), "--table", str(out / "one"))  # fmt: skip
     assert "2 or more group sizes" in one_error_line(done)
+
+
+def test_fig2_draws_the_validation_curves_the_runs_logged(tmp_path):
+    from pgrpo.catalogue import parse_runs
+    from pgrpo.dynamics import validation_curves
+
+    args = []
+    for method in ("grpo", "pgrpo"):
+        for seed in range(2):
+            path = _metrics(tmp_path / method / str(seed) / "metrics.jsonl", [0.1] * 4)
+            rows = [json.loads(line) for line in path.read_text().splitlines()]
+            rows[0].update({"val0/letter_accuracy": 0.25, "val0/num_options": 4})
+            rows[1].update({"val/letter_accuracy": 0.3 + seed / 10, "val/updates": 2})
+            rows[3].update({"val/letter_accuracy": 0.4, "val/updates": 4})
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            args.append(f"m/movielens/{method}/{seed}={path}")
+    updates, values, options = validation_curves(parse_runs(args))["m"]["pgrpo"]
+    assert updates.tolist() == [0, 2, 4] and options == 4
+    assert values.ravel().tolist() == pytest.approx([0.25, 0.3, 0.4, 0.25, 0.4, 0.4])
+    out = tmp_path / "results"
+    done = run_entry("pgrpo.figures", "--name", "fig2_reward_curves", "--runs", *args,
+                     "--figure", str(out / "fig2"), "--table", str(out / "t"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (out / "fig2.png").stat().st_size > 10_000
+    rows[3]["val/updates"] = 5  # a seed scored at other updates
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = run_entry("pgrpo.figures", "--name", "fig2_reward_curves", "--runs", *args,
+                     "--figure", str(out / "bad"), "--table", str(out / "bad"))  # fmt: skip
+    assert "pgrpo: seeds scored at different updates" in one_error_line(done)

@@ -198,3 +198,15 @@ def test_judge_win_rates_cover_every_group_of_the_judged_tasks(run):
                 assert cell["win_rate"] == pytest.approx(rate)
         groups = {r["cluster"] for r in _cells(rows, task=task, metric="win_rate")}
         assert groups == set(result["per_group"])
+
+
+def test_the_run_ends_comparing_its_headline_numbers_with_the_published_ones(run):
+    results = run["dir"] / ".test/results"
+    comparison = json.loads((results / "comparison.json").read_text())
+    published = json.loads((run["dir"] / ".test/reference.json").read_text())
+    # Every published headline number was produced again and compared; whether each is
+    # consistent depends on the CPU's kernels, which the tiny model is sensitive to.
+    assert comparison["missing"] == [] and comparison["compared"] == len(published["cells"])
+    assert comparison["reference_commit"] == published["commit"]
+    assert 0 <= comparison["consistent"] <= comparison["compared"]
+    assert (results / "comparison.md").read_text().startswith("Comparison with the published")

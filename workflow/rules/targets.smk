@@ -29,13 +29,13 @@ def _trained(task, model=MAIN, part=None, variant="", methods=None, kinds=("eval
 
 def task_table_runs(task, models):
     runs = {}
+    for model in models:
+        runs[f"{base_dir(task, model)}/eval.json"] = f"{model}/{task}/base/-"
+        runs.update(_trained(task, model, kinds=("eval.json", "metrics.jsonl")))
     if task == "movielens":  # the reference rows, at the main candidate count
         runs[heuristics_file(config["evaluation"]["num_candidates"])] = (
             f"{MAIN}/{task}/heuristics/-"
         )
-    for model in models:
-        runs[f"{base_dir(task, model)}/eval.json"] = f"{model}/{task}/base/-"
-        runs.update(_trained(task, model, kinds=("eval.json", "metrics.jsonl")))
     return runs
 
 
@@ -183,8 +183,11 @@ def catalogue_tables():
 
 def published_reference():
     """The published reference file when there is one (a fork may not have published yet:
-    the comparison then lists every number as new)."""
+    the comparison then lists every number as new). A relative path is the repository's
+    (next to the Snakefile), whatever directory the workflow runs in."""
     path = config["paths"]["reference"]
+    if path and not os.path.isabs(path):
+        path = os.path.join(workflow.basedir, path)
     return [path] if path and os.path.exists(path) else []
 
 

@@ -64,3 +64,30 @@ def test_rule_times_reads_snakemake_benchmark_files(tmp_path):
     assert "**3.5 min**" in out
     jobs = run_benchmark("rule_times.py", str(tmp_path), "--jobs")
     assert "| train/m/movielens_seed1_pgrpo | 1.0 min | 3.00 GB |" in jobs
+
+
+def test_the_supervised_probe_prints_its_validation_curve(tmp_path):
+    import json
+
+    import yaml
+
+    from pgrpo.models import materialize_model
+
+    materialize_model("tiny", tmp_path / "tiny")
+    config = tmp_path / "c.yaml"
+    small = {"max_users": 40, "history_length": 3, "max_train_examples_per_user": 5}
+    config.write_text(yaml.safe_dump({"movielens": small}))
+    prepared = subprocess.run(
+        [sys.executable, "-m", "pgrpo.prepare", "--config", str(config), "--out",
+         str(tmp_path / "ml")], cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    out = run_benchmark("probe_movielens.py", "--data", str(tmp_path / "ml"), "--model",
+                        str(tmp_path / "tiny"), "--steps", "3", "--prompts", "4",
+                        "--eval-every", "2", "--eval-prompts", "12", "--precision", "fp32",
+                        "--out", str(tmp_path / "curve.json"))  # fmt: skip
+    curve = json.loads((tmp_path / "curve.json").read_text())["curve"]
+    assert [p["step"] for p in curve] == [0, 2, 3]
+    assert all(0 <= p["letter_accuracy"] <= 1 for p in curve)
+    assert curve[0]["train_loss"] is None and curve[-1]["train_loss"] > 0
+    assert out.count('"letter_accuracy"') == 3  # printed as it goes

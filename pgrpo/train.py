@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, help="training seed (default: the config's seed)")
     parser.add_argument("--group-size", type=int, help="G, instead of the config's "
                         "train.group_size (figure 7's runs)")  # fmt: skip
+    parser.add_argument("--eval-every", type=int, help="instead of train.eval_every (0: no "
+                        "validation scores, as the ablation runs)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -181,6 +183,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.group_size < 2:
             raise PgrpoError(f"--group-size: expected at least 2, got {args.group_size}")
         config["train"]["group_size"] = args.group_size
+    if args.eval_every is not None:
+        if args.eval_every < 0:
+            raise PgrpoError(f"--eval-every: expected 0 or more, got {args.eval_every}")
+        config["train"]["eval_every"] = args.eval_every
     check_store()  # an unreadable MLflow store stops the run before any work
     settings = TrainSettings.from_config(config, args.method)
     if args.seed is not None:

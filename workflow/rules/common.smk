@@ -155,9 +155,14 @@ def raw_reviews_file():
 
 
 def method_flags(wildcards):
-    """``--method M`` of a run folder ``M`` or ``M-gN`` (figure 7: trained with G = N)."""
+    """``--method M`` of a run folder ``M`` or ``M-gN`` (figure 7: trained with G = N); the
+    ablation runs of figures 4 and 7 skip the validation curve (``--eval-every 0``), which
+    only the main runs draw (figure 2)."""
     method, _, size = wildcards.method.partition("-g")
-    return f"--method {method}" + (f" --group-size {size}" if size else "")
+    flags = f"--method {method}" + (f" --group-size {size}" if size else "")
+    if size or wildcards.partition != partition(wildcards.task):
+        flags += " --eval-every 0"
+    return flags
 
 
 def group_size_folder(method, size):

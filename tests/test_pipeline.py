@@ -90,6 +90,25 @@ def test_table1_cells_are_the_mean_and_interval_of_the_seeds_evaluations(run):
     assert _cells(rows, method="pgrpo-grpo", cluster="worst", metric="accuracy")
 
 
+def test_table1_scores_the_letters_on_a_balanced_test_set_beside_the_reference_rows(run):
+    test = _jsonl(run["dir"] / ".test/resources/movielens/test.jsonl")
+    letters = [e["answer"] for e in test]
+    counts = [letters.count(x) for x in sorted(set(letters))]
+    assert len(counts) == 4 and max(counts) - min(counts) <= 1
+    rows = _table(run, "table1_movielens")
+    methods = {r["method"] for r in _cells(rows, cluster="all", metric="letter_accuracy")}
+    assert methods >= {"base", *METHODS, "pgrpo-grpo", "one_letter", "recent", "genre",
+                       "popularity"}  # fmt: skip
+    (constant,) = _cells(rows, method="one_letter", cluster="all", metric="letter_accuracy")
+    assert float(constant["mean"]) == pytest.approx(0.25, abs=1e-9)
+    evaluated = json.loads((_runs(run, "movielens", "grpo")[0] / "eval.json").read_text())
+    assert len(evaluated["answers"][0]["option_log_probs"]) == 4
+    (cell,) = _cells(rows, method="grpo", cluster="all", metric="letter_accuracy")
+    seeds = [json.loads((d / "eval.json").read_text())["choices"]["letter_accuracy"]["all"]
+             for d in _runs(run, "movielens", "grpo")]  # fmt: skip
+    assert float(cell["mean"]) == pytest.approx(sum(seeds) / len(seeds))
+
+
 def test_text_tables_have_every_group_and_the_clusters_ari_and_rating_model(run):
     out = run["dir"] / ".test"
     tested = {e["persona"] for e in _jsonl(out / "resources/personas/test.jsonl")}

@@ -91,3 +91,22 @@ def test_the_supervised_probe_prints_its_validation_curve(tmp_path):
     assert all(0 <= p["letter_accuracy"] <= 1 for p in curve)
     assert curve[0]["train_loss"] is None and curve[-1]["train_loss"] > 0
     assert out.count('"letter_accuracy"') == 3  # printed as it goes
+
+
+def test_the_pilot_figure_draws_runs_and_probes_and_prints_their_points(tmp_path):
+    import json
+
+    rows = [{"reward_mean": 0.25 + (step >= 4) * 0.1} for step in range(6)]
+    rows[0].update({"val0/letter_accuracy": 0.25, "val0/num_options": 4})
+    rows[5].update({"val/letter_accuracy": 0.3, "val/updates": 6})
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({"args": {"prompts": 8}, "curve": [
+        {"step": 0, "letter_accuracy": 0.25}, {"step": 10, "letter_accuracy": 0.4}]}))  # fmt: skip
+    figure = str(tmp_path / "f")
+    out = run_benchmark("pilot_figure.py", "--runs", f"GRPO={metrics}", "--probes",
+                        f"probe={probe}", "--block", "2", "--figure", figure)  # fmt: skip
+    assert "| GRPO: training reward per 2 steps | 2: 0.250, 4: 0.250, 6: 0.350 |" in out
+    assert "| probe: validation letter accuracy by prompts seen | 0: 0.250, 80: 0.400 |" in out
+    assert (tmp_path / "f.png").stat().st_size > 10_000

@@ -1,10 +1,12 @@
 """The MovieLens pilot's curves in one figure, with the numbers printed as a table.
 
 Left: the training reward of GRPO / P-GRPO runs (``metrics.jsonl``), as means over blocks of
-``--block`` steps; with letter-balanced steps a content-blind policy earns exactly 1/k, so a
-curve above it is learning. Right: the validation letter accuracy against the number of
-training prompts seen: the runs' own validation scores (``val0/``, ``val/``) where they logged
-them, and the supervised probe's curve (``benchmarks/probe_movielens.py --out``).
+``--block`` steps, with a conservative 95% interval that counts prompts, not answers; with
+letter-balanced steps a content-blind policy earns exactly 1/k, so a curve above it is
+learning. Right: the validation letter accuracy against the number of training prompts
+seen: the runs' own validation scores (``val0/``, ``val/``) where they logged them, and the
+supervised probe's curve (``benchmarks/probe_movielens.py --out``) with the binomial 95%
+interval of its validation prompts.
 
     python benchmarks/pilot_figure.py --runs "GRPO lr 3e-4=OUT1/metrics.jsonl" \\
         "GRPO lr 1e-3=OUT2/metrics.jsonl" --probes "supervised lr 3e-4=probe.json" \\
@@ -45,7 +47,9 @@ def main() -> None:
         rewards = np.array([r["reward_mean"] for r in rows])
         blocks = [rewards[s : s + args.block].mean() for s in range(0, len(rewards), args.block)]
         ends = [min(s + args.block, len(rewards)) for s in range(0, len(rewards), args.block)]
-        left.plot(ends, blocks, marker="o", color=f"C{i}", label=label)
+        # A prompt's answers are correlated: a conservative 95% interval counts prompts only.
+        half = [1.96 * np.sqrt(b * (1 - b) / (args.block * args.prompts_per_step)) for b in blocks]
+        left.errorbar(ends, blocks, yerr=half, marker="o", capsize=3, color=f"C{i}", label=label)
         points = ", ".join(f"{e}: {b:.3f}" for e, b in zip(ends, blocks, strict=True))
         print(f"| {label}: training reward per {args.block} steps | {points} |")
         curve = validation_curve(rows)
@@ -57,7 +61,10 @@ def main() -> None:
         curve = data["curve"]
         seen = [c["step"] * data["args"]["prompts"] for c in curve]
         accuracy = [c["letter_accuracy"] for c in curve]
-        right.plot(seen, accuracy, marker="s", linestyle="--", color=f"C{j + 5}", label=label)
+        n = data["args"]["eval_prompts"]
+        half = [1.96 * np.sqrt(a * (1 - a) / n) for a in accuracy]
+        right.errorbar(seen, accuracy, yerr=half, marker="s", linestyle="--", capsize=3,
+                       color=f"C{j + 5}", label=label)  # fmt: skip
         points = ", ".join(f"{s}: {a:.3f}" for s, a in zip(seen, accuracy, strict=True))
         print(f"| {label}: validation letter accuracy by prompts seen | {points} |")
     for ax in (left, right):

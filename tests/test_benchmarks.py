@@ -102,7 +102,7 @@ def test_the_pilot_figure_draws_runs_and_probes_and_prints_their_points(tmp_path
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
     probe = tmp_path / "probe.json"
-    probe.write_text(json.dumps({"args": {"prompts": 8}, "curve": [
+    probe.write_text(json.dumps({"args": {"prompts": 8, "eval_prompts": 50}, "curve": [
         {"step": 0, "letter_accuracy": 0.25}, {"step": 10, "letter_accuracy": 0.4}]}))  # fmt: skip
     figure = str(tmp_path / "f")
     out = run_benchmark("pilot_figure.py", "--runs", f"GRPO={metrics}", "--probes",

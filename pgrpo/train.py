@@ -65,8 +65,9 @@ from pgrpo.tasks import fit_to_context, load_task
 from pgrpo.tracking import RUN_DIR_TAG, Tracker, check_store, git_commit, run_dir_tag
 from pgrpo.trainer import Trainer, TrainSettings, seed_everything
 
-# Settings that change how training runs, not what it computes: a checkpoint survives them.
-OPERATIONAL = ("threads", "log_every", "checkpoint_every")
+# Settings that change how training runs, not what it computes: a checkpoint survives them
+# (the validation scores read the policy, they do not change it).
+OPERATIONAL = ("threads", "log_every", "checkpoint_every", "eval_every", "eval_prompts")
 
 
 def run_fingerprint(config: dict, args, tags: dict) -> dict:

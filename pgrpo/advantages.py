@@ -1,6 +1,6 @@
 """Advantage estimators: GRPO group normalisation and P-GRPO cluster normalisation.
 
-Equations (see METHOD.md, section 1):
+Equations (docs/method.md, section 1):
 
 * GRPO (group)   : A_i = (R_i - mean(R_group)) / (std(R_group) + eps)
 * P-GRPO (cluster): A_i = (R_i - mu_p) / (sigma_p + eps), with (n_p, mu_p, M2_p) the running

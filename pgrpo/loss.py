@@ -1,6 +1,6 @@
 """GRPO / P-GRPO policy loss: clipped surrogate, k3 KL penalty, token aggregation.
 
-Per token t of completion i (DeepSeekMath GRPO, METHOD.md section 1):
+Per token t of completion i (DeepSeekMath GRPO, docs/method.md, section 2):
 
     rho = exp(logp - old_logp)
     L_it = -min(rho * A_i, clip(rho, 1 - clip_low, 1 + clip_high) * A_i) + beta * k3_it

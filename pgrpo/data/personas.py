@@ -1,4 +1,4 @@
-"""Seven synthetic personas (METHOD.md section 3, task 2): a seeded generator of users.
+"""Seven synthetic personas (docs/method.md, section 4, task 2): a seeded generator of users.
 
 A persona is a (language style, music genre) pair with a share of the population (config
 ``personas.definitions``). Each user gets a profile of a few past messages written in the

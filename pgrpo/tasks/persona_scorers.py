@@ -1,6 +1,6 @@
 """Transparent, deterministic scorers of an answer's language style and music genre, in [0, 1].
 
-A persona (METHOD.md section 3, task 2) is a pair (style, genre). The reward of an answer for
+A persona (docs/method.md, section 4, task 2) is a pair (style, genre). The reward of an answer for
 a user is the mean of :func:`style_score` for the user's style and :func:`genre_score` for the
 user's genre, after :func:`degenerate` (empty, repetitive or over-long answers score 0).
 

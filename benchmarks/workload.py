@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pgrpo.config import model_dir_name
 from pgrpo.data.movielens import build_examples, default_raw_dir, load_movielens
-from pgrpo.models import LoraSettings, materialize_model, model_dir_name
+from pgrpo.models import LoraSettings, materialize_model
 from pgrpo.tasks import Task
 from pgrpo.tasks.movielens import MovieLensTask
 

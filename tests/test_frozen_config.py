@@ -125,3 +125,19 @@ def test_jobs_keep_their_config_while_a_dry_run_with_another_one_parses(pipeline
     found = client.search_runs([e.experiment_id for e in client.search_experiments()])
     rates = [r.data.params["train.learning_rate"] for r in found]
     assert len(rates) == 2 and all(float(rate) != OTHER_LR for rate in rates), rates
+
+
+def test_parsing_the_workflow_imports_no_torch(tmp_path):
+    """`snakemake -n` reads the config and plans; it needs none of the training stack (torch
+    alone takes about 1.5 s and 180 MB to import)."""
+    import sys
+
+    cmd = [sys.executable, "-X", "importtime", "-m", "snakemake", "--snakefile",
+           str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+           str(TEST_CONFIG), "--cores", "1", "-n"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}  # fmt: skip
+    assert "pgrpo.config" in imported  # the parse was measured
+    assert "torch" not in imported and "transformers" not in imported

@@ -55,7 +55,7 @@ def main() -> None:
         curve = validation_curve(rows)
         if curve is not None:
             seen = curve[0] * args.prompts_per_step
-            right.plot(seen, curve[1], marker="o", color=f"C{i}", label=f"{label} (GRPO-style)")
+            right.plot(seen, curve[1], marker="o", color=f"C{i}", label=f"{label} (validation)")
     for j, (label, path) in enumerate(_pairs(args.probes)):
         data = json.loads(path.read_text())
         curve = data["curve"]

@@ -56,7 +56,9 @@ def main() -> None:
     config = {"movielens": {"truncate_history": False}}
     task = load_task("movielens", data, config)
     train = read_jsonl(data / "train.jsonl")
-    validation = seeded_subset(read_jsonl(data / "validation.jsonl"), args.eval_prompts, 29)
+    # The validation prompts a training run of data seed ``--seed`` scores (pgrpo.train).
+    validation = read_jsonl(data / "validation.jsonl")
+    validation = seeded_subset(validation, args.eval_prompts, [args.seed, 29])
     tokenizer = load_tokenizer(args.model)
     model = add_lora(load_base_model(args.model, args.precision),
                      LoraSettings(args.lora_r, args.lora_alpha))  # fmt: skip

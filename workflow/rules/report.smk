@@ -120,7 +120,6 @@ rule manifest:
 rule compare_reference:
     input:
         tables=catalogue_tables(),
-        reference=published_reference(),
         runs=all_run_files(),
     output:
         json=f"{RESULTS}/comparison.json",
@@ -134,7 +133,7 @@ rule compare_reference:
         runtime=10,
     params:
         stem=lambda w, output: os.path.splitext(output.json)[0],
-        reference=lambda w, input: (f"--reference {input.reference}" if input.reference else ""),
+        reference=lambda w, output: reference_flag(),
     message:
         "Comparing the run's headline numbers with the published reference"
     shell:

@@ -181,14 +181,17 @@ def catalogue_tables():
     return [f"{RESULTS}/tables/{name}.csv" for name in tables + figures]
 
 
-def published_reference():
-    """The published reference file when there is one (a fork may not have published yet:
-    the comparison then lists every number as new). A relative path is the repository's
-    (next to the Snakefile), whatever directory the workflow runs in."""
+def reference_flag():
+    """``--reference FILE`` of the published reference when there is one (a fork may not have
+    published yet: the comparison then lists every number as new). A relative path is the
+    repository's (next to the Snakefile), whatever directory the workflow runs in. It is a
+    parameter read through the output, not an input: the repository's absolute place must
+    not make a moved copy of a finished run re-run its comparison (republishing does not
+    either: `--forcerun compare_reference`)."""
     path = config["paths"]["reference"]
     if path and not os.path.isabs(path):
         path = os.path.join(workflow.basedir, path)
-    return [path] if path and os.path.exists(path) else []
+    return f"--reference {path}" if path and os.path.exists(path) else ""
 
 
 def final_targets():

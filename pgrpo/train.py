@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     config = task_config(load_config(args.config), args.task)
+    # The config as the invocation resolved it; a run's own overrides below are tags of theirs.
+    invocation_hash = config_hash(config)
     if args.group_size is not None:
         if args.group_size < 2:
             raise PgrpoError(f"--group-size: expected at least 2, got {args.group_size}")
@@ -219,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     tags = {
         "task": args.task, "method": args.method, "num_clusters": num_clusters,
         "partition": Path(args.clusters).stem,
-        "seed": settings.seed, "git_commit": git_commit(), "config_hash": config_hash(config),
+        "seed": settings.seed, "group_size": settings.group_size,
+        "git_commit": git_commit(), "config_hash": invocation_hash,
         "model": config["model"]["name"], "processes": accelerator.num_processes,
         "sharded": trainer.sharded,
         "data_sha256": sha256_of(data_dir / "train.jsonl"),

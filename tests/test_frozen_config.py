@@ -85,7 +85,8 @@ def test_jobs_keep_their_config_while_a_dry_run_with_another_one_parses(pipeline
     env = environment(workdir)
     clustering = pipeline["config"]["clustering"]
     partition = f"{clustering['method']}_k{clustering['num_clusters']}"
-    runs = sorted((workdir / f".test/outputs/tiny/movielens/{partition}").glob("seed0/*/adapter"))
+    folder = workdir / f".test/outputs/tiny/movielens/{partition}"
+    runs = sorted(folder / f"seed0/{method}/adapter" for method in ("grpo", "pgrpo"))
     assert len(runs) == 2  # grpo and pgrpo of seed 0
     targets = [str(p.relative_to(workdir)) for p in runs]
     cmd = snakemake_command(workdir, "--cores", "1", "--forcerun", "train", "--", *targets)

@@ -15,7 +15,7 @@ from pgrpo.io import sha256_of
 METHODS = ("grpo", "pgrpo")
 MAIN = {"movielens": "kmeans_k3", "personas": "kmeans_k7", "reviews": "groups"}
 STEP_METRICS = ("reward_mean", "loss", "kl", "clip_fraction", "zero_std_group_fraction")
-TAGS = ("task", "partition", "method", "seed")
+TAGS = ("task", "partition", "method", "seed", "group_size")
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +28,18 @@ def tracked(pipeline):
     return {**pipeline, "client": client, "runs": runs}
 
 
+def _group_size(tracked, task: str) -> str:
+    return str(task_config(tracked["config"], task)["train"]["group_size"])
+
+
 def _folder(tracked, r) -> Path:
-    task, part, method, seed = (r.data.tags[t] for t in TAGS)
-    return tracked["dir"] / f".test/outputs/tiny/{task}/{part}/seed{seed}/{method}"
+    task, part, method, seed, g = (r.data.tags[t] for t in TAGS)
+    folder = method if g == _group_size(tracked, task) else f"{method}-g{g}"  # figure 7's runs
+    return tracked["dir"] / f".test/outputs/tiny/{task}/{part}/seed{seed}/{folder}"
 
 
 def _run_of(tracked, task: str, part: str, method: str, seed: int):
-    want = (task, part, method, str(seed))
+    want = (task, part, method, str(seed), _group_size(tracked, task))
     (r,) = [r for r in tracked["runs"] if tuple(r.data.tags[t] for t in TAGS) == want]
     return r
 
@@ -42,8 +47,13 @@ def _run_of(tracked, task: str, part: str, method: str, seed: int):
 def test_one_run_per_training_job(tracked):
     config = tracked["config"]
     seeds = [str(config["seed"] + i) for i in range(config["seeds"])]
-    expected = [(t, p, m, s) for t, p in MAIN.items() for m in METHODS for s in seeds]
-    expected += [("movielens", p, "pgrpo", s) for p in ("kmeans_k1", "random_k3") for s in seeds]
+    g = {t: _group_size(tracked, t) for t in MAIN}
+    expected = [(t, p, m, s, g[t]) for t, p in MAIN.items() for m in METHODS for s in seeds]
+    expected += [("movielens", p, "pgrpo", s, g["movielens"]) for p in ("kmeans_k1", "random_k3")
+                 for s in seeds]  # fmt: skip
+    sizes = [str(n) for n in config["figures"]["group_sizes"] if str(n) != g["movielens"]]
+    expected += [("movielens", MAIN["movielens"], m, s, n) for n in sizes for m in METHODS
+                 for s in seeds]  # fmt: skip
     found = sorted(tuple(r.data.tags[t] for t in TAGS) for r in tracked["runs"])
     assert found == sorted(expected)
 
@@ -51,7 +61,7 @@ def test_one_run_per_training_job(tracked):
 def test_every_step_metric_of_every_run(tracked):
     client, steps = tracked["client"], tracked["config"]["train"]["steps"]
     for r in tracked["runs"]:
-        task, _, method, seed = (r.data.tags[t] for t in TAGS)
+        task, _, method, seed, _ = (r.data.tags[t] for t in TAGS)
         assert r.info.status == "FINISHED"
         assert r.data.params["train.steps"] == str(steps)
         assert r.info.run_name == f"{task}-{method}-seed{seed}"
@@ -84,7 +94,7 @@ def test_tags_identify_code_config_data_and_clusters(tracked):
         assert tags["clusters_sha256"] == sha256_of(clusters)
         assert int(tags["num_clusters"]) == json.loads(clusters.read_text())["num_clusters"]
         assert tags["pgrpo.run_dir"] == str(_folder(tracked, r).relative_to(tracked["dir"]))
-    for task in MAIN:  # one config for every run of a task
+    for task in MAIN:  # one config for every run of a task (run flags are tags of their own)
         assert len({r.data.tags["config_hash"] for r in tracked["runs"]
                     if r.data.tags["task"] == task}) == 1  # fmt: skip
 
@@ -108,7 +118,7 @@ def test_adapter_and_final_cluster_statistics_are_artifacts(tracked):
             continue
         stats = mlflow.artifacts.load_dict(f"{r.info.artifact_uri}/cluster_stats.json")
         train = task_config(config, r.data.tags["task"])["train"]
-        seen = train["steps"] * train["prompts_per_step"] * train["group_size"]
+        seen = train["steps"] * train["prompts_per_step"] * int(r.data.tags["group_size"])
         assert stats["num_clusters"] == int(r.data.tags["num_clusters"])
         assert sum(c["count"] for c in stats["clusters"]) == seen  # every reward merged once
 

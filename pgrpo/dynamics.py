@@ -85,7 +85,7 @@ def validation_curves(runs: list[Run]) -> dict[str, dict[str, tuple]]:
 
 
 def fig6(runs: list[Run], rows: list[dict], stem: str | Path) -> None:
-    from pgrpo.figures import WINDOW, _pyplot, band, half_width, save, seeds_label, step_curves
+    from pgrpo.figures import WINDOW, _pyplot, half_width, plot_bands, save, step_curves
 
     curves = step_curves(runs, SHARE, group=lambda run: run.task)
     plt = _pyplot()
@@ -93,13 +93,7 @@ def fig6(runs: list[Run], rows: list[dict], stem: str | Path) -> None:
     fig, axes = plt.subplots(2, len(tasks), figsize=(4.6 * len(tasks), 7), squeeze=False)
     for col, task in enumerate(tasks):
         ax = axes[0][col]
-        for i, method in enumerate(sorted(curves[task])):
-            mean, half = band(curves[task][method])
-            steps = np.arange(len(mean))
-            n = len(curves[task][method])
-            label = f"{METHOD_LABELS.get(method, method)} ({seeds_label(n)})"
-            ax.plot(steps, mean, color=f"C{i}", linewidth=2, label=label)
-            ax.fill_between(steps, mean - half, mean + half, color=f"C{i}", alpha=0.2)
+        plot_bands(ax, curves[task])
         ax.set_title(task)
         ax.set_xlabel("training step")
         ax.set_ylabel(f"all-equal groups (trailing mean of {WINDOW})")

@@ -149,12 +149,7 @@ def fig2(runs: list[Run], stem: str | Path) -> None:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
     for ax, (model, methods) in zip(axes[0], curves.items(), strict=True):
-        for i, method in enumerate(sorted(methods)):
-            mean, half = band(methods[method])
-            steps = np.arange(len(mean))
-            label = f"{METHOD_LABELS.get(method, method)} ({seeds_label(len(methods[method]))})"
-            ax.plot(steps, mean, color=f"C{i}", linewidth=2, label=label)
-            ax.fill_between(steps, mean - half, mean + half, color=f"C{i}", alpha=0.2)
+        plot_bands(ax, methods)
         ax.set_title(model)
         ax.set_xlabel("training step")
         ax.set_ylabel(f"training reward (trailing mean of {WINDOW})")
@@ -163,6 +158,16 @@ def fig2(runs: list[Run], stem: str | Path) -> None:
     fig.suptitle("MovieLens training reward (mean and 95% CI over seeds)", fontsize=11)
     fig.tight_layout()
     save(fig, stem)
+
+
+def plot_bands(ax, methods: dict[str, np.ndarray]) -> None:
+    """Per method (sorted), the mean of its (seeds x steps) curves with a 95% band."""
+    for i, method in enumerate(sorted(methods)):
+        mean, half = band(methods[method])
+        steps = np.arange(len(mean))
+        label = f"{METHOD_LABELS.get(method, method)} ({seeds_label(len(methods[method]))})"
+        ax.plot(steps, mean, color=f"C{i}", linewidth=2, label=label)
+        ax.fill_between(steps, mean - half, mean + half, color=f"C{i}", alpha=0.2)
 
 
 def _points(rows: list[dict], metric: str, cluster: str = "all") -> dict[str, dict[str, dict]]:

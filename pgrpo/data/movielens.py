@@ -123,10 +123,8 @@ def training_history(ml: MovieLens, min_ratings: int) -> dict[int, list[int]]:
 def make_candidates(
     target: int, rated: set[int], universe: np.ndarray, num_candidates: int, rng
 ) -> list[int]:
-    """``target`` plus ``num_candidates - 1`` distinct items from ``universe`` not in ``rated``.
-
-    The negatives are drawn uniformly without replacement and the list is shuffled with ``rng``.
-    """
+    """``target`` plus ``num_candidates - 1`` distinct items from ``universe`` not in ``rated``,
+    drawn uniformly without replacement, the list shuffled with ``rng``."""
     universe = np.unique(np.asarray(universe, dtype=np.int64))
     excluded = np.fromiter(set(rated) | {int(target)}, dtype=np.int64)
     pool = universe[~np.isin(universe, excluded)]
@@ -160,8 +158,7 @@ def build_examples(
     ``max_train_examples_per_user`` of them when not None); the history is ``s[i-H:i]``.
     Negatives are items the user never rated, drawn from the items that have any rating, with
     ``np.random.default_rng([seed, user_id, position])`` so each example is reproducible alone.
-    Validation and test place the true movie at balanced positions (:func:`balance_positions`);
-    training keeps the drawn order.
+    Validation and test then balance the true movie's position (:func:`balance_positions`).
     """
     h, k, m = history_length, num_candidates, max_train_examples_per_user
     if h < 1:
@@ -217,31 +214,25 @@ def build_examples(
                         "answer": LETTERS[cands.index(seq[pos])],
                     }
                 )
-    for split in ("validation", "test"):
-        splits[split] = balance_positions(splits[split], k, seed)
-    return splits
+    splits["validation"] = balance_positions(splits["validation"], k, seed)
+    return {**splits, "test": balance_positions(splits["test"], k, seed)}
 
 
 def balance_positions(examples: list[dict], num_candidates: int, seed: int) -> list[dict]:
-    """The examples with the true movie moved to balanced positions: the i-th example in a
-    seeded shuffle (``np.random.default_rng([seed, num_candidates])``) holds it at letter
-    ``i mod num_candidates``; the other candidates keep their order. Each letter is then the
-    answer of ``n // k`` or ``n // k + 1`` examples, so a policy that always gives the same
-    letter cannot score above chance by luck of the draw (the evaluation's position-balanced
-    accuracy makes its score exactly ``1 / k``)."""
+    """The true movie of the i-th example of a seeded shuffle moved to letter ``i mod k`` (the
+    other candidates keep their order): each letter is the answer of ``n // k`` or
+    ``n // k + 1`` examples, so a constant letter cannot beat chance by luck of the draw."""
     order = np.random.default_rng([seed, num_candidates]).permutation(len(examples))
     balanced = list(examples)
     for rank, index in enumerate(order):
-        example = examples[index]
-        others = [c for c in example["candidates"] if c != example["target"]]
-        position = rank % num_candidates
-        others.insert(position, example["target"])
-        balanced[index] = {**example, "candidates": others, "answer": LETTERS[position]}
+        e, position = examples[index], rank % num_candidates
+        others = [c for c in e["candidates"] if c != e["target"]]
+        others.insert(position, e["target"])
+        balanced[index] = {**e, "candidates": others, "answer": LETTERS[position]}
     return balanced
 
 
-# ---------------------------------------------------------------------------------------------
-# Raw file parsing
+# Raw file parsing -----------------------------------------------------------------------------
 
 
 def _check_source(source: str) -> None:

@@ -156,6 +156,7 @@ class Trainer:
         self.num_clusters = num_clusters
         self.cluster_stats = new_cluster_stats(settings, num_clusters)
         self.last_batch: dict[str, torch.Tensor] = {}  # the global batch of the last step
+        self._strata_of: tuple = (None, None)  # (examples, their right positions), see _strata
         world = accelerator.num_processes
         if settings.prompts_per_step % world:
             raise ValueError(
@@ -189,7 +190,7 @@ class Trainer:
 
     def _strata(self, examples: list[dict]) -> list | None:
         """Each training example's right position (multiple choice), computed once."""
-        if getattr(self, "_strata_of", (None,))[0] is not examples:
+        if self._strata_of[0] is not examples:
             options = [self.task.options(e) for e in examples]
             strata = [o[1] for o in options] if all(o is not None for o in options) else None
             self._strata_of = (examples, strata)

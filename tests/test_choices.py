@@ -74,19 +74,13 @@ def test_the_movielens_reward_report_is_position_balanced():
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from pgrpo.config import load_config
+def tokenizer(tmp_path_factory):
+    """SmolLM2's tokenizer, as the tiny model of the tests carries it (no model hub)."""
+    from pgrpo.models import materialize_model
 
-    return load_tokenizer(str(_model_dir(load_config("config.yaml"))))
-
-
-def _model_dir(config):
-    from pathlib import Path
-
-    folder = Path(config["paths"]["resources"]) / "models" / config["model"]["name"]
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is not materialised")
-    return folder
+    folder = tmp_path_factory.mktemp("model") / "tiny"
+    materialize_model("tiny", folder)
+    return load_tokenizer(folder)
 
 
 def test_letters_are_single_answer_tokens_and_a_word_is_refused(tokenizer):

@@ -15,6 +15,11 @@ new tokens, LoRA r=16 on q/v, beta 0.04, fp32, 2 threads):
     ./with-venv python benchmarks/step_throughput.py
     ./with-venv python benchmarks/step_throughput.py --precision bf16
     ./with-venv python benchmarks/step_throughput.py --model tiny --repeats 2 --trainers grpo,trl
+    python benchmarks/step_throughput.py --device cuda --precision bf16   # on a GPU node
+
+With ``--device cuda`` every trainer runs on the first GPU, step times wait for the GPU's
+queued work (the parts inside a step are host-side times), the peak is an 8192^3 matmul on
+the GPU and the table adds the peak GPU memory allocated.
 """
 
 from __future__ import annotations
@@ -31,12 +36,16 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from workload import (
+    PEAK_SIZE,
+    check_device,
     lora,
     machine,
     matmul_flops_per_second,
     model_dir,
     parser,
+    peak_gpu_gb,
     peak_rss_gb,
+    synchronize,
     workload,
 )
 
@@ -64,12 +73,14 @@ def run_pgrpo(args, method: str) -> dict:
     )  # fmt: skip
     trainer = Trainer(
         add_lora(load_base_model(folder, args.precision), lora(args)), tokenizer, task,
-        Accelerator(cpu=not torch.cuda.is_available()), settings, 4, stop_token_ids(tokenizer),
+        Accelerator(cpu=args.device == "cpu"), settings, 4, stop_token_ids(tokenizer),
     )  # fmt: skip
     records = []
     for step, batch in enumerate(per_step[:-1]):
+        synchronize(args.device)
         start = time.perf_counter()
         m = trainer.step(step, batch, clusters)
+        synchronize(args.device)
         wall = time.perf_counter() - start
         record = {
             "generate": m["time/generate"],
@@ -95,6 +106,7 @@ def run_pgrpo(args, method: str) -> dict:
         "steps": records,
         "flops_per_step": counter.get_total_flops(),
         "peak_rss_gb": peak_rss_gb(),
+        "peak_gpu_gb": peak_gpu_gb(args.device),
         "prompt_tokens_mean": statistics.mean(lengths),
     }
 
@@ -123,6 +135,11 @@ def median(result: dict, key: str) -> float:
     return statistics.median(r[key] for r in result["steps"])
 
 
+def gpu_gb(result: dict) -> str:
+    gb = result.get("peak_gpu_gb")
+    return "-" if gb is None else f"{gb:.2f} GB"
+
+
 def report(args, results: dict[str, dict], peak_flops: float) -> None:
     label = {name: r["label"] for name, r in results.items()}  # each run names itself
     print(f"machine: {machine()}")
@@ -133,15 +150,18 @@ def report(args, results: dict[str, dict], peak_flops: float) -> None:
         f"{args.max_new_tokens} new tokens, history {args.history} titles"
         + (f" (~{prompt_tokens:.0f} prompt tokens)" if prompt_tokens else "")
         + f", LoRA r={args.lora_r} q/v, beta {args.beta}, {args.precision}, "
-        f"{args.threads} threads; median of {args.repeats} steps after {args.warmup} warm-up"
+        f"{args.threads} threads, {args.device}; median of {args.repeats} steps after "
+        f"{args.warmup} warm-up"
     )
-    print(f"measured matmul peak ({args.precision}, 1024^3): {peak_flops / 1e9:.0f} GFLOP/s")
+    size = PEAK_SIZE[args.device]
+    print(f"measured matmul peak ({args.precision}, {size}^3): {peak_flops / 1e9:.0f} GFLOP/s")
     print()
     print(
         "| trainer | step (s) | prompts/s | completion tok/s | generate | score | "
-        "log-probs + backward | optimiser | GFLOP/step | GFLOP/s | utilisation | peak RSS |"
+        "log-probs + backward | optimiser | GFLOP/step | GFLOP/s | utilisation | peak RSS | "
+        "peak GPU memory |"
     )
-    print("|---|" + "---:|" * 11)
+    print("|---|" + "---:|" * 12)
     for name, r in results.items():
         step = median(r, "step")
         tokens = median(r, "completion_tokens")
@@ -150,7 +170,7 @@ def report(args, results: dict[str, dict], peak_flops: float) -> None:
         print(
             f"| {label[name]} | {step:.3g} | {args.prompts / step:.3g} | {tokens / step:.3g} | "
             f"{parts} | {flops / 1e9:.3g} | {flops / step / 1e9:.3g} | "
-            f"{flops / step / peak_flops:.0%} | {r['peak_rss_gb']:.2f} GB |"
+            f"{flops / step / peak_flops:.0%} | {r['peak_rss_gb']:.2f} GB | {gpu_gb(r)} |"
         )
     print()
     for trl in (t for t in TRL_OPTIONS if t in results):
@@ -177,6 +197,7 @@ def main() -> None:
     p.add_argument("--only", default=None, help=argparse.SUPPRESS)
     p.add_argument("--result", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    check_device(args.device)
     if args.only:  # a child: run one of pgrpo's methods, write its result
         Path(args.result).write_text(json.dumps(run_pgrpo(args, args.only)))
         return
@@ -188,7 +209,7 @@ def main() -> None:
     model_dir(args)  # convert the model once, before the children start
     with tempfile.TemporaryDirectory() as tmp:
         results = {n: run_child(n, sys.argv[1:], Path(tmp)) for n in names}
-    report(args, results, matmul_flops_per_second(args.precision, args.threads))
+    report(args, results, matmul_flops_per_second(args.precision, args.threads, args.device))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import TrainerCallback
-from workload import lora, model_dir, parser, peak_rss_gb, workload
+from workload import lora, model_dir, parser, peak_gpu_gb, peak_rss_gb, synchronize, workload
 
 from pgrpo.models import load_base_model, load_tokenizer
 
@@ -65,7 +65,7 @@ def main() -> None:
             temperature=args.temperature, top_p=1.0, top_k=0, beta=args.beta,
             learning_rate=args.learning_rate, max_steps=steps, num_iterations=1,
             gradient_accumulation_steps=1, shuffle_dataset=False, seed=args.seed,
-            use_cpu=not torch.cuda.is_available(), bf16=args.precision == "bf16", fp16=False,
+            use_cpu=args.device == "cpu", bf16=args.precision == "bf16", fp16=False,
             logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
             dataloader_num_workers=0, **overrides,
         )  # fmt: skip
@@ -76,7 +76,7 @@ def main() -> None:
             train_dataset=dataset, processing_class=load_tokenizer(folder),
             peft_config=peft_config,
         )  # fmt: skip
-        timer = StepTimer(count_step=steps - 1)
+        timer = StepTimer(count_step=steps - 1, device=args.device)
         trainer.add_callback(timer)
         trainer._generate = timer.timed(trainer._generate, "generate", count_tokens=True)
         trainer._calculate_rewards = timer.timed(trainer._calculate_rewards, "score")
@@ -90,6 +90,7 @@ def main() -> None:
         "steps": measured,
         "flops_per_step": timer.flops,
         "peak_rss_gb": peak_rss_gb(),
+        "peak_gpu_gb": peak_gpu_gb(args.device),
     }
     with open(args.result, "w") as f:
         json.dump(result, f)
@@ -109,8 +110,9 @@ def parse_option(text: str) -> tuple[str, object]:
 class StepTimer(TrainerCallback):
     """Times each step and its parts; counts the FLOPs of step ``count_step`` (not timed)."""
 
-    def __init__(self, count_step: int):
+    def __init__(self, count_step: int, device: str = "cpu"):
         self.count_step, self.records, self.flops, self.current = count_step, [], None, {}
+        self.device = device
 
     def timed(self, fn, name: str, count_tokens: bool = False):
         def wrapper(*a, **kw):
@@ -128,6 +130,7 @@ class StepTimer(TrainerCallback):
         if state.global_step == self.count_step:
             self.counter = FlopCounterMode(display=False)
             self.counter.__enter__()
+        synchronize(self.device)
         self.start = time.perf_counter()
 
     def on_pre_optimizer_step(self, args, state, control, **kw):
@@ -137,6 +140,7 @@ class StepTimer(TrainerCallback):
         self.current["optimizer"] = time.perf_counter() - self.optimizer_start
 
     def on_step_end(self, args, state, control, **kw):
+        synchronize(self.device)
         wall = time.perf_counter() - self.start
         if state.global_step - 1 == self.count_step:
             self.counter.__exit__(None, None, None)

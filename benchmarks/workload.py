@@ -47,6 +47,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--lora-alpha", type=float, default=32)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument(
+        "--device", default="cpu", choices=["cpu", "cuda"],
+        help="where every trainer runs (cuda: the first visible GPU)",
+    )  # fmt: skip
     p.add_argument("--warmup", type=int, default=1, help="steps run before measuring")
     p.add_argument("--repeats", type=int, default=5, help="steps measured (medians reported)")
     p.add_argument("--seed", type=int, default=0)
@@ -106,8 +110,28 @@ def personas_examples(seed: int) -> tuple[Task, list[dict]]:
     return task, split_examples(generate_users(config, seed))["train"]
 
 
+def check_device(device: str) -> None:
+    """A one-line error when ``--device cuda`` meets a torch that sees no GPU."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(
+            f"--device cuda: torch {torch.__version__} sees no CUDA device "
+            f"(built with CUDA {torch.version.cuda or 'none'})"
+        )
+
+
+def synchronize(device: str) -> None:
+    """Wait for the GPU's queued work, so that a wall-clock time covers it."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def peak_gpu_gb(device: str) -> float | None:
+    """Peak GPU memory allocated by this process's tensors (None on the CPU)."""
+    return torch.cuda.max_memory_allocated() / 1024**3 if device == "cuda" else None
 
 
 def machine() -> str:
@@ -124,19 +148,27 @@ def machine() -> str:
     return f"{cpu}, {cores} cores, torch {torch.__version__}"
 
 
-def matmul_flops_per_second(precision: str, threads: int, size: int = 1024) -> float:
+# Square matmul sizes of the measured peak: 1024 keeps a CPU busy; a GPU needs 8192 to
+# approach its peak (1024^3 is a few microseconds of an H100).
+PEAK_SIZE = {"cpu": 1024, "cuda": 8192}
+
+
+def matmul_flops_per_second(precision: str, threads: int, device: str = "cpu") -> float:
     """Measured dense matmul throughput of this machine (the utilisation denominator)."""
     import time
 
     torch.set_num_threads(threads)
+    size = PEAK_SIZE[device]
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
     for _ in range(3):
         a @ b
     best = float("inf")
     for _ in range(5):
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(10):
             a @ b
+        synchronize(device)
         best = min(best, (time.perf_counter() - start) / 10)
     return 2 * size**3 / best

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 pytestmark = pytest.mark.slow
 
@@ -43,10 +44,20 @@ def test_step_benchmark_runs_pgrpo_and_trl_side_by_side(tmp_path):
         step, prompts_per_s = float(cells[0]), float(cells[1])
         assert step > 0 and abs(prompts_per_s - 2 / step) < 0.01 * prompts_per_s + 1e-3
         assert float(cells[7]) > 0  # FLOPs were counted
+        assert cells[11] == "-"  # no GPU memory on --device cpu (the default)
     for setting in ("on", "off"):  # TRL's default, and the setting that needs no recompute
         assert re.search(rf"pgrpo P-GRPO vs {trl} {setting}: [\d.]+x the prompts/s", out)
     assert re.search(r"P-GRPO overhead .*: [\d.]+ ms per step", out)
     assert "measured matmul peak" in out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: --device cuda runs")
+def test_step_benchmark_on_cuda_without_a_gpu_says_so_in_one_line():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "step_throughput.py"), "--device", "cuda"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert re.fullmatch(r"--device cuda: torch \S+ sees no CUDA device \(built with CUDA .+\)\n",
+                        done.stderr), done.stderr  # fmt: skip
 
 
 def test_rule_times_reads_snakemake_benchmark_files(tmp_path):

@@ -89,12 +89,17 @@ def reduction_terms(policy, completions: Completions) -> dict[str, int]:
 @pytest.mark.parametrize("attention", ATTENTIONS)
 @pytest.mark.parametrize("group_size,steps", [(1, 1), (3, 1), (3, 4), (4, 6)])
 def test_tree_log_probs_and_gradients_equal_full_sequences(group_size, steps, attention):
-    dtype = DTYPES[attention]
-    policy = tiny_policy(attention=attention).to(dtype)
-    prompts = left_padded(PROMPTS)
+    policy = tiny_policy(attention=attention).to(DTYPES[attention])
     completions = some_completions(len(PROMPTS), group_size, steps, seed=steps)
+    assert_tree_equals_full_sequences(policy, left_padded(PROMPTS), completions, group_size)
+
+
+def assert_tree_equals_full_sequences(policy, prompts, completions, group_size):
+    """Log-probs and the adapter's gradients of a weighted loss, from the tree pass and from
+    G full copies of prompt + completion, agree up to rounding (on the policy's device)."""
+    dtype, device = policy.dtype, completions.ids.device
     g = torch.Generator().manual_seed(1)
-    weights = torch.randn(completions.ids.shape, generator=g, dtype=dtype)
+    weights = torch.randn(completions.ids.shape, generator=g, dtype=dtype).to(device)
     params = [p for p in policy.parameters() if p.requires_grad]
 
     def loss_and_grads(fn):
@@ -104,13 +109,14 @@ def test_tree_log_probs_and_gradients_equal_full_sequences(group_size, steps, at
 
     shared, shared_grads = loss_and_grads(completion_log_probs)
     full, full_grads = loss_and_grads(full_sequence_log_probs)
+    assert shared.device == device and all(g.device == device for g in shared_grads)
     mask = completions.mask.bool()
     terms = reduction_terms(policy, completions)
-    assert_equal_up_to_rounding(shared[mask], full[mask], terms=terms["log_probs"],
+    assert_equal_up_to_rounding(shared[mask].cpu(), full[mask].cpu(), terms=terms["log_probs"],
                                 dtype=ROUNDS_AT, msg="log-probs")  # fmt: skip
     for a, b in zip(shared_grads, full_grads, strict=True):
         assert b.abs().max() > 0
-        assert_equal_up_to_rounding(a, b, terms=terms["gradients"], dtype=ROUNDS_AT,
+        assert_equal_up_to_rounding(a.cpu(), b.cpu(), terms=terms["gradients"], dtype=ROUNDS_AT,
                                     msg="gradient")  # fmt: skip
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from pgrpo.dynamics import validation_curve
-from pgrpo.figures import _pyplot, save
 from pgrpo.io import read_jsonl
+from pgrpo.plotting import pyplot, save
 
 
 def _pairs(values: list[str]) -> list[tuple[str, Path]]:
@@ -39,7 +39,7 @@ def main() -> None:
     p.add_argument("--chance", type=float, default=0.25)
     p.add_argument("--figure", required=True, help="output path without extension")
     args = p.parse_args()
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     print("| curve | points |\n|---|---|")
     for i, (label, path) in enumerate(_pairs(args.runs)):

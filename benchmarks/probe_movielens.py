@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pgrpo.choices import token_ids_of_options
-from pgrpo.evaluate import score_options
+from pgrpo.choices import score_options, token_ids_of_options
 from pgrpo.io import read_jsonl, seeded_subset
 from pgrpo.models import LoraSettings, add_lora, autocast, load_base_model, load_tokenizer
 from pgrpo.rollout import encode_prompts, prefill

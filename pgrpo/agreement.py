@@ -33,7 +33,7 @@ import torch
 
 from pgrpo.config import load_config
 from pgrpo.io import read_jsonl, run_cli, write_json
-from pgrpo.judge import judge_pair
+from pgrpo.judge import add_judge_arguments, evaluation_with_answers, judge_pair, make_judge
 from pgrpo.tasks import load_task
 
 
@@ -85,7 +85,6 @@ def agreement(scores: list[float]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pgrpo.winrates import add_judge_arguments, evaluation_with_answers, make_judge
 
     parser = argparse.ArgumentParser(description="Measure the judge's agreement with the reward.")
     add_judge_arguments(parser)

@@ -129,3 +129,21 @@ def choice_metrics(probs, right, clusters, mass=None) -> dict:
             for p in range(k)
         },
     }
+
+
+@torch.no_grad()
+def score_options(model, tokenizer, task, examples, batch_size) -> dict:
+    """Option scoring alone (one prompt pass per batch, no answer generated) of multiple-choice
+    ``examples``: :func:`choice_metrics` over all of them as one cluster."""
+    from pgrpo.rollout import encode_prompts, prefill
+
+    options = [task.options(e) for e in examples]
+    option_ids = token_ids_of_options(tokenizer, [o for o, _ in options])
+    scored = []
+    for start in range(0, len(examples), batch_size):
+        batch = examples[start : start + batch_size]
+        prompts = encode_prompts(tokenizer, [task.messages(e) for e in batch])
+        ids = option_ids[start : start + len(batch)]
+        scored.append(option_log_probs(prefill(model, prompts).logits, ids))
+    probs = np.exp(np.concatenate(scored))
+    return choice_metrics(probs, [r for _, r in options], np.zeros(len(examples)), probs.sum(1))

@@ -30,8 +30,18 @@ from pathlib import Path
 
 import numpy as np
 
-from pgrpo.catalogue import DIFFERENCE, METHOD_LABELS, Run
 from pgrpo.io import PgrpoError
+from pgrpo.plotting import (
+    WINDOW,
+    errorbar,
+    half_width,
+    plot_bands,
+    pyplot,
+    save,
+    step_curves,
+    variant_number,
+)
+from pgrpo.tables import DIFFERENCE, METHOD_LABELS, Run
 
 SHARE = "zero_std_group_fraction"
 ADVANTAGE = "advantage_mean/cluster_"
@@ -85,10 +95,9 @@ def validation_curves(runs: list[Run]) -> dict[str, dict[str, tuple]]:
 
 
 def fig6(runs: list[Run], rows: list[dict], stem: str | Path) -> None:
-    from pgrpo.figures import WINDOW, _pyplot, half_width, plot_bands, save, step_curves
 
     curves = step_curves(runs, SHARE, group=lambda run: run.task)
-    plt = _pyplot()
+    plt = pyplot()
     tasks = sorted(curves)
     fig, axes = plt.subplots(2, len(tasks), figsize=(4.6 * len(tasks), 7), squeeze=False)
     for col, task in enumerate(tasks):
@@ -129,7 +138,6 @@ def fig7(rows: list[dict], stem: str | Path) -> None:
     """Figure 7: the group-size ablation on MovieLens (variants ``g{G}``). Left: P-GRPO -
     GRPO letter accuracy (paired by seed) against G; right: the share of all-equal groups of
     each method against G. Mean and 95% interval over seeds."""
-    from pgrpo.figures import _errorbar, _number, _pyplot, save
 
     def points(method: str, metric: str) -> dict[str, dict]:
         return {r["variant"]: r for r in rows if r["method"] == method and r["metric"] == metric
@@ -141,20 +149,20 @@ def fig7(rows: list[dict], stem: str | Path) -> None:
             "fig7: P-GRPO - GRPO letter accuracy is needed at 2 or more group sizes (both "
             f"methods, 2+ common seeds), got {sorted(difference)}"
         )
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    _errorbar(left, difference, "P-GRPO − GRPO", "C2")
+    errorbar(left, difference, "P-GRPO − GRPO", "C2")
     left.axhline(0, color="k", linewidth=0.8)
     left.set_ylabel("letter accuracy difference (paired by seed)")
     for i, method in enumerate(("grpo", "pgrpo")):
         share = points(method, "all_equal_share")
         if share:
-            _errorbar(right, share, METHOD_LABELS[method], f"C{i}")
+            errorbar(right, share, METHOD_LABELS[method], f"C{i}")
     right.set_ylabel("share of all-equal groups")
     right.set_ylim(-0.02, 1.02)
     for ax in (left, right):
         ax.set_xlabel("group size G")
-        ax.set_xticks(sorted(_number(v) for v in difference))
+        ax.set_xticks(sorted(variant_number(v) for v in difference))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("MovieLens: the methods against the group size (mean, 95% CI over seeds)",

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from pgrpo.choices import choice_metrics, option_log_probs, stratified_mean, token_ids_of_options
 from pgrpo.config import TASKS, load_config, task_config
-from pgrpo.io import read_jsonl, run_cli, seeded_subset, write_json
+from pgrpo.io import load_clusters, read_jsonl, run_cli, seeded_subset, write_json
 from pgrpo.models import (
     autocast,
     context_length,
@@ -46,7 +46,6 @@ from pgrpo.models import (
 from pgrpo.rollout import encode_prompts, generate, prefill, prompt_lengths
 from pgrpo.tasks import fit_to_context, load_task
 from pgrpo.tracking import check_store, log_evaluation
-from pgrpo.train import load_clusters
 
 
 @torch.no_grad()
@@ -71,22 +70,6 @@ def answer_all(
             ids = option_ids[start : start + len(batch)]
             scored.append(option_log_probs(prefilled.logits, ids))
     return texts, (np.concatenate(scored) if scored else None)
-
-
-@torch.no_grad()
-def score_options(model, tokenizer, task, examples, batch_size) -> dict:
-    """Option scoring alone (one prompt pass per batch, no answer generated) of multiple-choice
-    ``examples``: :func:`pgrpo.choices.choice_metrics` over all of them as one cluster."""
-    options = [task.options(e) for e in examples]
-    option_ids = token_ids_of_options(tokenizer, [o for o, _ in options])
-    scored = []
-    for start in range(0, len(examples), batch_size):
-        batch = examples[start : start + batch_size]
-        prompts = encode_prompts(tokenizer, [task.messages(e) for e in batch])
-        ids = option_ids[start : start + len(batch)]
-        scored.append(option_log_probs(prefill(model, prompts).logits, ids))
-    probs = np.exp(np.concatenate(scored))
-    return choice_metrics(probs, [r for _, r in options], np.zeros(len(examples)), probs.sum(1))
 
 
 def _per(values: np.ndarray, keys: np.ndarray, strata: np.ndarray) -> dict[str, dict]:

@@ -1,7 +1,7 @@
 """The paper's figures 2-5 from the runs' files, every point a mean over seeds with its 95%
 interval, each written as PNG and SVG with its numbers as a long-format table.
 
-Runs are named as in :mod:`pgrpo.catalogue` (``MODEL/TASK/METHOD/SEED[/VARIANT]=PATH``):
+Runs are named as in :mod:`pgrpo.tables` (``MODEL/TASK/METHOD/SEED[/VARIANT]=PATH``):
 
 * ``fig2_reward_curves``: ``metrics.jsonl`` of GRPO and P-GRPO; training reward per step
   (trailing mean over 10 steps), mean over seeds with a 95% band; one panel per model; below,
@@ -31,66 +31,26 @@ different numbers of steps or a NaN value stop it with a one-line error.
 from __future__ import annotations
 
 import argparse
-import re
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from pgrpo.catalogue import DIFFERENCE, METHOD_LABELS, Run, cells, parse_runs, write_tables
 from pgrpo.dynamics import fig6, fig7, validation_curves
-from pgrpo.io import PgrpoError, atomic_path, read_jsonl, run_cli, write_text
-from pgrpo.stats import t_quantile
-
-WINDOW = 10
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save(fig, stem: str | Path) -> None:
-    for suffix in ("png", "svg"):
-        with atomic_path(f"{stem}.{suffix}") as tmp:
-            fig.savefig(tmp, format=suffix, dpi=120)
-    _pyplot().close(fig)
-
-
-def seeds_label(n: int) -> str:
-    return f"{n} seed" + ("s" if n != 1 else "")
-
-
-def trailing_mean(values: np.ndarray, window: int = WINDOW) -> np.ndarray:
-    """Trailing mean over up to ``window`` values (shorter at the start)."""
-    sums = np.cumsum(np.insert(values, 0, 0.0))
-    idx = np.arange(1, len(values) + 1)
-    lo = np.maximum(0, idx - window)
-    return (sums[idx] - sums[lo]) / (idx - lo)
-
-
-def step_curves(runs: list[Run], metric: str, group=lambda run: run.model) -> dict:
-    """``group(run)`` (default the model) -> method -> (seeds x steps) trailing mean of the
-    per-step ``metric`` of each run's ``metrics.jsonl``."""
-    curves: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for run in runs:
-        rows = read_jsonl(run.path)
-        if not rows:
-            raise PgrpoError(f"{run.path}: no training steps")
-        if any(metric not in r for r in rows):
-            raise PgrpoError(f"{run.path}: no {metric} per step (retrain with this version)")
-        curves[group(run)][run.method].append(trailing_mean(np.array([r[metric] for r in rows])))
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for name, methods in curves.items():
-        for method, seeds in methods.items():
-            if len({len(c) for c in seeds}) != 1:
-                raise PgrpoError(f"{name} {method}: seeds trained for different numbers of steps")
-            out.setdefault(name, {})[method] = np.stack(seeds)
-    return out
+from pgrpo.io import PgrpoError, run_cli, write_text
+from pgrpo.plotting import (
+    WINDOW,
+    band,
+    errorbar,
+    half_width,
+    plot_bands,
+    pyplot,
+    save,
+    seeds_label,
+    step_curves,
+    variant_number,
+)
+from pgrpo.tables import DIFFERENCE, METHOD_LABELS, Run, cells, parse_runs, write_tables
 
 
 def reward_curves(runs: list[Run]) -> dict[str, dict[str, np.ndarray]]:
@@ -114,18 +74,10 @@ def write_curves(curves: dict[str, dict[str, np.ndarray]], path: str | Path) -> 
     write_text(path, "\n".join(rows) + "\n")
 
 
-def band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over seeds (rows) and the 95% t half-width (0 with one seed)."""
-    mean = curves.mean(axis=0)
-    if len(curves) < 2:
-        return mean, np.zeros_like(mean)
-    return mean, t_quantile(len(curves)) * curves.std(axis=0, ddof=1) / np.sqrt(len(curves))
-
-
 def fig2(runs: list[Run], stem: str | Path) -> None:
     """Training reward per step; below it, when the runs scored their validation prompts
     (MovieLens, ``train.eval_every``), the validation letter accuracy against updates."""
-    plt = _pyplot()
+    plt = pyplot()
     curves = reward_curves(runs)
     validation = validation_curves(runs)
     width = max(6.5, 5 * len(curves))
@@ -160,16 +112,6 @@ def fig2(runs: list[Run], stem: str | Path) -> None:
     save(fig, stem)
 
 
-def plot_bands(ax, methods: dict[str, np.ndarray]) -> None:
-    """Per method (sorted), the mean of its (seeds x steps) curves with a 95% band."""
-    for i, method in enumerate(sorted(methods)):
-        mean, half = band(methods[method])
-        steps = np.arange(len(mean))
-        label = f"{METHOD_LABELS.get(method, method)} ({seeds_label(len(methods[method]))})"
-        ax.plot(steps, mean, color=f"C{i}", linewidth=2, label=label)
-        ax.fill_between(steps, mean - half, mean + half, color=f"C{i}", alpha=0.2)
-
-
 def _points(rows: list[dict], metric: str, cluster: str = "all") -> dict[str, dict[str, dict]]:
     """method -> variant -> row, for one metric."""
     out: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -177,26 +119,6 @@ def _points(rows: list[dict], metric: str, cluster: str = "all") -> dict[str, di
         if r["metric"] == metric and r["cluster"] == cluster and r["method"] != DIFFERENCE:
             out[r["method"]][r["variant"]] = r
     return out
-
-
-def half_width(row: dict) -> float:
-    """A cell's error bar: its 95% half-width, 0 when undefined (one seed)."""
-    return 0.0 if np.isnan(row["ci95"]) else row["ci95"]
-
-
-def _number(variant: str) -> int:
-    match = re.search(r"(\d+)$", variant)
-    if not match:
-        raise PgrpoError(f"variant {variant!r}: expected a name ending in a number (c8, kmeans_k8)")
-    return int(match.group(1))
-
-
-def _errorbar(ax, points: dict[str, dict], label: str, color: str, marker: str = "o") -> None:
-    xs = sorted(points, key=_number)
-    ys = [points[v]["mean"] for v in xs]
-    err = [half_width(points[v]) for v in xs]
-    ax.errorbar([_number(v) for v in xs], ys, yerr=err, label=label, color=color,
-                marker=marker, capsize=3)  # fmt: skip
 
 
 REFERENCE_ROWS = ("popularity", "genre", "recent", "one_letter")
@@ -209,17 +131,17 @@ def fig3(rows: list[dict], stem: str | Path) -> None:
     sizes = {v for p in points.values() for v in p}
     for method, p in points.items():
         if set(p) != sizes:
-            missing = sorted(sizes - set(p), key=_number)
+            missing = sorted(sizes - set(p), key=variant_number)
             raise PgrpoError(f"fig3: {method} has no letter accuracy for {', '.join(missing)}")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for i, method in enumerate(m for m in ("base", "grpo", "pgrpo") if m in points):
-        _errorbar(ax, points[method], METHOD_LABELS[method], f"C{i}")
+        errorbar(ax, points[method], METHOD_LABELS[method], f"C{i}")
     for i, method in enumerate(m for m in REFERENCE_ROWS if m in points):
-        xs = sorted(points[method], key=_number)
-        ax.plot([_number(v) for v in xs], [points[method][v]["mean"] for v in xs], ":",
+        xs = sorted(points[method], key=variant_number)
+        ax.plot([variant_number(v) for v in xs], [points[method][v]["mean"] for v in xs], ":",
                 marker="x", color=f"C{i + 3}", label=METHOD_LABELS[method])  # fmt: skip
-    ns = sorted(_number(v) for v in sizes)
+    ns = sorted(variant_number(v) for v in sizes)
     ax.plot(ns, [1 / n for n in ns], "k--", linewidth=1, label="chance (1/N)")
     ax.set_xlabel("candidates at test time (trained with 4)")
     ax.set_ylabel("letter accuracy (position-balanced)")
@@ -231,19 +153,19 @@ def fig3(rows: list[dict], stem: str | Path) -> None:
 
 
 def fig4(rows: list[dict], stem: str | Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     acc, train = _points(rows, "accuracy"), _points(rows, "final_train_reward")
     kmeans = {v: r for v, r in acc.get("pgrpo", {}).items() if v.startswith("kmeans")}
     if len(kmeans) < 2:
         raise PgrpoError("fig4: needs P-GRPO runs with at least two K-Means cluster counts")
-    _errorbar(left, kmeans, "P-GRPO test accuracy", "C1")
+    errorbar(left, kmeans, "P-GRPO test accuracy", "C1")
     kmeans_train = {v: r for v, r in train.get("pgrpo", {}).items() if v.startswith("kmeans")}
-    _errorbar(left, kmeans_train, "P-GRPO training reward (last 10%)", "C2", marker="s")
+    errorbar(left, kmeans_train, "P-GRPO training reward (last 10%)", "C2", marker="s")
     for v, r in acc.get("grpo", {}).items():
         left.axhline(r["mean"], color="C0", linestyle="--", label=f"GRPO test accuracy ({v})")
     left.set_xscale("log", base=2)
-    counts = sorted(_number(v) for v in kmeans)
+    counts = sorted(variant_number(v) for v in kmeans)
     left.set_xticks(counts, [str(k) for k in counts])
     left.set_xlabel("number of user clusters K")
     left.set_ylabel("accuracy / reward")
@@ -253,7 +175,7 @@ def fig4(rows: list[dict], stem: str | Path) -> None:
     random = {v: r for v, r in acc.get("pgrpo", {}).items() if v.startswith("random")}
     if not random:
         raise PgrpoError("fig4: no P-GRPO run with random clusters")
-    ks = sorted(_number(v) for v in random)
+    ks = sorted(variant_number(v) for v in random)
     for j, (name, source) in enumerate((("K-Means", "kmeans"), ("random", "random"))):
         cells = [acc["pgrpo"].get(f"{source}_k{k}") for k in ks]
         if any(c is None for c in cells):
@@ -276,7 +198,7 @@ def fig5(rows: list[dict], stem: str | Path) -> None:
             by_task[r["task"]].append(r)
     if not by_task:
         raise PgrpoError("fig5: no judged pairs")
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(by_task), figsize=(5 * len(by_task), 4), squeeze=False)
     for ax, (task, cells_) in zip(axes[0], by_task.items(), strict=True):
         groups = [c["cluster"] for c in cells_]
@@ -311,7 +233,7 @@ CAPTIONS = {
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write one of the paper's figures.")
     parser.add_argument("--name", required=True, choices=sorted(CAPTIONS))
-    parser.add_argument("--runs", nargs="+", required=True, help="KEY=PATH (pgrpo.catalogue)")
+    parser.add_argument("--runs", nargs="+", required=True, help="KEY=PATH (pgrpo.tables)")
     parser.add_argument("--figure", help="output path without extension")
     parser.add_argument("--table", help="output path without extension")
     parser.add_argument("--curves", help="fig2 only: write the per-step curves (CSV) instead")

@@ -31,7 +31,15 @@ import numpy as np
 from pgrpo.choices import choice_metrics
 from pgrpo.config import load_config, task_config
 from pgrpo.data.movielens import LETTERS
-from pgrpo.io import PgrpoError, read_json, read_jsonl, run_cli, seeded_subset, write_json
+from pgrpo.io import (
+    PgrpoError,
+    load_clusters,
+    read_json,
+    read_jsonl,
+    run_cli,
+    seeded_subset,
+    write_json,
+)
 
 HEURISTICS = ("one_letter", "recent", "genre", "popularity")
 
@@ -152,7 +160,6 @@ def heuristics_report(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pgrpo.train import load_clusters
 
     parser = argparse.ArgumentParser(description="Score model-free MovieLens recommenders.")
     parser.add_argument("--config", required=True)

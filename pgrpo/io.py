@@ -172,3 +172,30 @@ def wheel_path(module: str, wheel: str, inside: str, needed_by: str) -> Path:
     if not path.exists():
         raise PgrpoError(f"{path}: not found in the {wheel} wheel {hint}")
     return path
+
+
+def load_clusters(path: str | Path) -> tuple[dict[int, int], int]:
+    """(user -> cluster id, K) from the clustering rule's JSON; one line naming the file when
+    it is not one (a missing key, a non-integer id, a cluster id outside 0..K-1, ``sizes``
+    that are not the assignment's users per cluster; a file without ``sizes`` is fine)."""
+    data = read_json(path)
+    try:
+        k = int(data["num_clusters"])
+        assignment = {int(u): int(c) for u, c in data["assignment"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise PgrpoError(
+            f"{path}: not a clusters file ({type(e).__name__}: {e}), expected "
+            '{"num_clusters": K, "assignment": {"<user id>": <cluster id>, ...}}'
+        ) from None
+    outside = sorted({c for c in assignment.values() if not 0 <= c < k})
+    if outside:
+        raise PgrpoError(f"{path}: cluster ids {outside} outside 0..{k - 1} (num_clusters {k})")
+    sizes, counts = data.get("sizes"), [0] * k
+    for c in assignment.values():
+        counts[c] += 1
+    if sizes is not None and sizes != counts:  # an edited or mixed-up file
+        raise PgrpoError(
+            f"{path}: sizes {sizes} disagree with the assignment, which puts {counts} users "
+            f"in clusters 0..{k - 1}"
+        )
+    return assignment, k

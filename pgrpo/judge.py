@@ -20,6 +20,7 @@ Backends:
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
 import os
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pgrpo.io import PgrpoError
+from pgrpo.io import PgrpoError, read_json
 
 QUESTION = (
     "You judge which answer suits a user better.\n"
@@ -193,3 +194,34 @@ class HttpJudge:
             return parse_choice(reply)
         except JudgeError as e:
             raise JudgeError(f"judge {self.url}: {e}") from None
+
+
+def make_judge(cfg: dict, base_model: str):
+    """The judge the config ``judge`` section describes."""
+    if cfg["backend"] == "http":
+        if not cfg["base_url"] or not cfg["api_model"]:
+            raise PgrpoError("judge: the http backend needs judge.base_url and judge.api_model")
+        return HttpJudge(cfg["base_url"], cfg["api_model"], cfg["api_key_env"],
+                         cfg["timeout_s"], cfg["retries"])  # fmt: skip
+    from pgrpo.models import load_base_model, load_tokenizer
+
+    folder = cfg["model"] or base_model
+    return LocalJudge(load_base_model(folder), load_tokenizer(folder))
+
+
+def evaluation_with_answers(path: str) -> dict:
+    """An evaluation file that keeps its answers (``pgrpo.evaluate``)."""
+    report = read_json(path)
+    if "answers" not in report:
+        raise PgrpoError(f"{path}: no answers (written by an older pgrpo.evaluate; re-run it)")
+    return report
+
+
+def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every judging entry point takes (pgrpo.winrates and pgrpo.agreement)."""
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--task", choices=["personas", "reviews"], required=True)
+    parser.add_argument("--data", required=True, help="the task's prepared folder")
+    parser.add_argument("--model", required=True, help="the policy's base model folder")
+    parser.add_argument("--reward-model", help="reviews: the rating model (.npz)")
+    parser.add_argument("--out", required=True)

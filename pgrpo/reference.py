@@ -37,9 +37,9 @@ from pathlib import Path
 
 from scipy import stats
 
-from pgrpo.catalogue import DIFFERENCE
 from pgrpo.io import PgrpoError, read_json, run_cli, write_json, write_text
 from pgrpo.stats import Interval, minimum_detectable_difference, seeds_for_half_width, t_quantile
+from pgrpo.tables import DIFFERENCE
 
 HEADLINE_CLUSTERS = ("all", "worst")
 

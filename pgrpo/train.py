@@ -44,7 +44,7 @@ from pgrpo.config import TASKS, config_hash, load_config, task_config
 from pgrpo.io import (
     PgrpoError,
     atomic_path,
-    read_json,
+    load_clusters,
     read_jsonl,
     run_cli,
     sha256_of,
@@ -89,33 +89,6 @@ class Stopped(Exception):
     """SIGTERM received: the run checkpointed and stops (exit code 143)."""
 
 
-def load_clusters(path: str | Path) -> tuple[dict[int, int], int]:
-    """(user -> cluster id, K) from the clustering rule's JSON; one line naming the file when
-    it is not one (a missing key, a non-integer id, a cluster id outside 0..K-1, ``sizes``
-    that are not the assignment's users per cluster; a file without ``sizes`` is fine)."""
-    data = read_json(path)
-    try:
-        k = int(data["num_clusters"])
-        assignment = {int(u): int(c) for u, c in data["assignment"].items()}
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise PgrpoError(
-            f"{path}: not a clusters file ({type(e).__name__}: {e}), expected "
-            '{"num_clusters": K, "assignment": {"<user id>": <cluster id>, ...}}'
-        ) from None
-    outside = sorted({c for c in assignment.values() if not 0 <= c < k})
-    if outside:
-        raise PgrpoError(f"{path}: cluster ids {outside} outside 0..{k - 1} (num_clusters {k})")
-    sizes, counts = data.get("sizes"), [0] * k
-    for c in assignment.values():
-        counts[c] += 1
-    if sizes is not None and sizes != counts:  # an edited or mixed-up file
-        raise PgrpoError(
-            f"{path}: sizes {sizes} disagree with the assignment, which puts {counts} users "
-            f"in clusters 0..{k - 1}"
-        )
-    return assignment, k
-
-
 def cluster_statistics(stats) -> dict:
     """The final P-GRPO statistics per cluster (count, mean, sigma_p; null sigma below two
     rewards), the MLflow artifact ``cluster_stats.json`` of a training run."""
@@ -135,7 +108,7 @@ def validation_scorer(task, config: dict, data_dir: Path, tokenizer, precision: 
     """A function of the policy giving its option scores on the validation prompts
     (``val/letter_accuracy``, ``val/correct_probability``), or None when the task is not
     multiple choice, ``train.eval_every`` is 0 or there is no validation split."""
-    from pgrpo.evaluate import score_options
+    from pgrpo.choices import score_options
     from pgrpo.io import seeded_subset
     from pgrpo.models import autocast
 

@@ -23,39 +23,8 @@ import torch
 
 from pgrpo.config import load_config
 from pgrpo.io import PgrpoError, read_json, read_jsonl, run_cli, seeded_subset, write_json
-from pgrpo.judge import HttpJudge, LocalJudge, win_rates
+from pgrpo.judge import add_judge_arguments, evaluation_with_answers, make_judge, win_rates
 from pgrpo.tasks import load_task
-
-
-def make_judge(cfg: dict, base_model: str):
-    """The judge the config ``judge`` section describes."""
-    if cfg["backend"] == "http":
-        if not cfg["base_url"] or not cfg["api_model"]:
-            raise PgrpoError("judge: the http backend needs judge.base_url and judge.api_model")
-        return HttpJudge(cfg["base_url"], cfg["api_model"], cfg["api_key_env"],
-                         cfg["timeout_s"], cfg["retries"])  # fmt: skip
-    from pgrpo.models import load_base_model, load_tokenizer
-
-    folder = cfg["model"] or base_model
-    return LocalJudge(load_base_model(folder), load_tokenizer(folder))
-
-
-def evaluation_with_answers(path: str) -> dict:
-    """An evaluation file that keeps its answers (``pgrpo.evaluate``)."""
-    report = read_json(path)
-    if "answers" not in report:
-        raise PgrpoError(f"{path}: no answers (written by an older pgrpo.evaluate; re-run it)")
-    return report
-
-
-def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments every judging entry point takes (this one and pgrpo.agreement)."""
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--task", choices=["personas", "reviews"], required=True)
-    parser.add_argument("--data", required=True, help="the task's prepared folder")
-    parser.add_argument("--model", required=True, help="the policy's base model folder")
-    parser.add_argument("--reward-model", help="reviews: the rating model (.npz)")
-    parser.add_argument("--out", required=True)
 
 
 def _answers(value: str) -> tuple[str, dict[int, dict]]:

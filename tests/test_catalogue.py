@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from entrypoints import one_error_line, run_entry
 
-from pgrpo.catalogue import cells, parse_runs, summary, to_csv, write_tables
 from pgrpo.evaluate import reward_report
 from pgrpo.io import PgrpoError
 from pgrpo.stats import mean_ci95, paired_difference
+from pgrpo.tables import cells, parse_runs, summary, to_csv, write_tables
 
 
 def test_interval_is_the_student_t_interval_computed_by_hand():

@@ -1,4 +1,4 @@
-"""Tests for pgrpo.cluster (K-Means and random clusters) and pgrpo.embed (user embeddings)."""
+"""Tests for pgrpo.cluster (K-Means and random clusters) and pgrpo.embedding (user embeddings)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from entrypoints import one_error_line, run_entry
 from sklearn.metrics import adjusted_rand_score
 
 from pgrpo.cluster import assign_clusters, kmeans_clusters, random_clusters, relabel_by_size
-from pgrpo.embed import embed_texts, user_embeddings
+from pgrpo.embedding import embed_texts, user_embeddings
 from pgrpo.io import PgrpoError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -111,8 +111,8 @@ def test_fig7_draws_the_paired_difference_against_the_group_size(tmp_path):
 
 
 def test_fig2_draws_the_validation_curves_the_runs_logged(tmp_path):
-    from pgrpo.catalogue import parse_runs
     from pgrpo.dynamics import validation_curves
+    from pgrpo.tables import parse_runs
 
     args = []
     for method in ("grpo", "pgrpo"):

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from entrypoints import one_error_line, run_entry
 
-from pgrpo.catalogue import cells, parse_runs
-from pgrpo.figures import band, fig3, fig4, reward_curves, trailing_mean
+from pgrpo.figures import fig3, fig4, reward_curves
 from pgrpo.io import PgrpoError
+from pgrpo.plotting import band, trailing_mean
 from pgrpo.stats import mean_ci95
+from pgrpo.tables import cells, parse_runs
 
 
 def _write(path, obj) -> str:

@@ -8,8 +8,8 @@ import math
 import pytest
 from entrypoints import one_error_line, run_entry
 
-from pgrpo.catalogue import cells, parse_runs, write_tables
 from pgrpo.reference import compare, compare_cell, headline_cells
+from pgrpo.tables import cells, parse_runs, write_tables
 
 
 def _table(tmp_path, name: str, accuracies: dict[str, list[float]]) -> str:

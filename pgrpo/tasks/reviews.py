@@ -36,7 +36,7 @@ class RatingModel:
         """Train on ``records`` (the train split) with their rating ``groups``."""
         from sklearn.linear_model import LogisticRegression
 
-        from pgrpo.embed import embed_texts
+        from pgrpo.embedding import embed_texts
 
         if len(set(groups)) < 2:
             raise PgrpoError("reviews: the training split needs at least 2 rating groups")
@@ -50,7 +50,7 @@ class RatingModel:
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """[len(texts), groups] probabilities, columns in the order of ``self.groups``."""
-        from pgrpo.embed import embed_texts
+        from pgrpo.embedding import embed_texts
 
         logits = embed_texts(texts, self.encoder) @ self.coef.T + self.intercept
         if logits.shape[1] == 1:  # binary: sklearn keeps one row of weights

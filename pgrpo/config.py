@@ -131,6 +131,22 @@ def sort_keys(node) -> None:
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     """Read a YAML config, apply ``overrides`` (nested dict), fill defaults, validate."""
     path = Path(path)
+    config = _read_yaml(path)
+    if overrides:
+        deep_update(config, overrides)
+    return validate_config(config, str(path))
+
+
+def load_configs(paths: list[str | Path]) -> dict:
+    """Config files merged in order, as Snakemake merges its configfile and each
+    ``--configfile`` (e.g. config.yaml, then profiles/paper/paper.yaml), then validated."""
+    config = _read_yaml(Path(paths[0]))
+    for path in paths[1:]:
+        deep_update(config, _read_yaml(Path(path)))
+    return validate_config(config, ", ".join(str(p) for p in paths))
+
+
+def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise PgrpoError(f"{path}: config file not found")
     try:
@@ -144,9 +160,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
         raise PgrpoError(
             f"{path}: empty config file (expected keys at the top level, e.g. seed: 0)"
         )
-    if overrides:
-        deep_update(config, overrides)
-    return validate_config(config, str(path))
+    return config
 
 
 def task_config(config: dict, task: str) -> dict:

@@ -265,3 +265,18 @@ def corollary_decomposition(
     a_hat = group_advantages(rewards, group_size, "group", 0.0, unbiased=unbiased)  # [N]
     scaled = torch.where(sigma_g > 0, sigma_g / cluster_std * a_hat, torch.zeros_like(a_hat))
     return scaled + (mu_g - cluster_mean) / cluster_std  # [N]
+
+
+def cluster_statistics(stats) -> dict:
+    """The final P-GRPO statistics per cluster (count, mean, sigma_p; null sigma below two
+    rewards), the MLflow artifact ``cluster_stats.json`` of a training run."""
+    rows = zip(stats.count.tolist(), stats.mean.tolist(), stats.std.tolist(), strict=True)
+    return {
+        "num_clusters": stats.num_clusters,
+        "decay": stats.decay,
+        "unbiased": stats.unbiased,
+        "clusters": [
+            {"cluster": k, "count": c, "mean": m, "std": None if math.isnan(s) else s}
+            for k, (c, m, s) in enumerate(rows)
+        ],
+    }

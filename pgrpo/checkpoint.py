@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pgrpo.io import PgrpoError, write_failures
+from pgrpo.config import config_hash
+from pgrpo.io import PgrpoError, sha256_of, write_failures
 
 FOLDER = "checkpoints"
 
@@ -216,3 +217,23 @@ class StopRequest:
             return asked
         flag = torch.tensor(float(asked), device=accelerator.device)
         return bool(accelerator.reduce(flag, "max").item())
+
+
+# Settings that change how training runs, not what it computes: a checkpoint survives them
+# (the validation scores read the policy, they do not change it).
+OPERATIONAL = ("threads", "log_every", "checkpoint_every", "eval_every", "eval_prompts")
+
+
+def run_fingerprint(config: dict, tags: dict, reward_model: str | None = None) -> dict:
+    """What identifies a training run; a checkpoint is resumed only when it is unchanged:
+    method, seed, data, clusters, reward model and every setting it trains with (the number
+    of processes is checked by :func:`resume` itself)."""
+    train = {k: v for k, v in config["train"].items() if k not in OPERATIONAL}
+    settings = {"train": train, "lora": config["lora"], "model": config["model"],
+                "seed": config["seed"], "task": config.get(tags["task"])}  # fmt: skip
+    keys = ("task", "method", "seed", "data_sha256", "clusters_sha256")
+    fingerprint = {k: str(tags[k]) for k in keys}
+    fingerprint["settings"] = config_hash(settings)
+    if reward_model:
+        fingerprint["reward_model"] = sha256_of(reward_model)
+    return fingerprint

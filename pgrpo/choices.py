@@ -147,3 +147,32 @@ def score_options(model, tokenizer, task, examples, batch_size) -> dict:
         scored.append(option_log_probs(prefill(model, prompts).logits, ids))
     probs = np.exp(np.concatenate(scored))
     return choice_metrics(probs, [r for _, r in options], np.zeros(len(examples)), probs.sum(1))
+
+
+def validation_scorer(task, config: dict, data_dir, tokenizer, precision: str):
+    """A function of the policy giving its option scores on the validation prompts
+    (``val/letter_accuracy``, ``val/correct_probability``), or None when the task is not
+    multiple choice, ``train.eval_every`` is 0 or there is no validation split."""
+    from pgrpo.io import read_jsonl, seeded_subset
+    from pgrpo.models import autocast
+
+    path = data_dir / "validation.jsonl"
+    every = config["train"]["eval_every"]
+    if not every or not path.is_file():
+        return None
+    examples = read_jsonl(path)
+    if not examples or task.options(examples[0]) is None:
+        return None
+    examples = seeded_subset(examples, config["train"]["eval_prompts"], [config["seed"], 29])
+    batch = config["evaluation"]["batch_size"]
+
+    def score(model) -> dict:
+        was_training = model.training
+        model.eval()
+        with autocast(precision):
+            result = score_options(model, tokenizer, task, examples, batch)
+        model.train(was_training)
+        scores = {f"val/{m}": result[m]["all"] for m in ("letter_accuracy", "correct_probability")}
+        return {**scores, "val/num_options": result["num_options"]}
+
+    return score

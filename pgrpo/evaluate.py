@@ -106,7 +106,7 @@ def reward_report(rewards, usable, clusters, num_clusters: int, groups=None, str
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Evaluate the test reward per cluster.")
     parser.add_argument("--config", required=True)
     parser.add_argument("--task", choices=TASKS, default="movielens")
@@ -119,53 +119,42 @@ def main(argv: list[str] | None = None) -> None:
                         "MovieLens test_c8.jsonl with 8 candidates")  # fmt: skip
     parser.add_argument("--out", required=True)
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    config = task_config(load_config(args.config), args.task)
-    if args.adapter:  # its metrics join the training run: the store must be readable
-        check_store()
-    cfg = config["evaluation"]
-    torch.set_num_threads(config["train"]["threads"])
-    started = time.perf_counter()
+    return parser.parse_args(argv)
 
-    data_dir = Path(args.data)
-    task = load_task(args.task, data_dir, config, args.reward_model)
-    cluster_of_user, num_clusters = load_clusters(args.clusters)
-    examples = [
-        e
-        for e in read_jsonl(args.test or data_dir / "test.jsonl")
-        if e["user_id"] in cluster_of_user
-    ]
+
+def test_examples(task, config: dict, path: Path, cluster_of_user: dict, model_dir, tokenizer):
+    """The test examples of clustered users, a seeded subset of ``evaluation.max_users``,
+    each fitted to the model's context."""
+    cfg = config["evaluation"]
+    examples = [e for e in read_jsonl(path) if e["user_id"] in cluster_of_user]
     examples = seeded_subset(examples, cfg["max_users"], config["seed"])
-    tokenizer = load_tokenizer(args.model)
-    examples = fit_to_context(
-        task, examples, partial(prompt_lengths, tokenizer), context_length(args.model),
-        cfg["max_new_tokens"], str(args.test or data_dir / "test.jsonl"),
+    return fit_to_context(
+        task, examples, partial(prompt_lengths, tokenizer), context_length(model_dir),
+        cfg["max_new_tokens"], str(path),
     )  # fmt: skip
-    model = load_base_model(args.model, config["model"]["precision"], config["model"]["attention"])
-    if args.adapter:
-        model = load_adapter(model, args.adapter)
-    model.eval()
+
+
+def evaluation_report(model, tokenizer, task, examples, cluster_of_user, num_clusters,
+                      config: dict, progress: bool = True) -> dict:  # fmt: skip
+    """Greedy answers to ``examples``, their rewards overall, per cluster and per true group,
+    each answer, and for a multiple-choice task the option scores (``choices``)."""
+    cfg, precision = config["evaluation"], config["model"]["precision"]
     options = [task.options(e) for e in examples]
     choice = all(o is not None for o in options)
     option_ids = token_ids_of_options(tokenizer, [o for o, _ in options]) if choice else None
-    with autocast(config["model"]["precision"]):
+    with autocast(precision):
         texts, option_logp = answer_all(
             model, tokenizer, task, examples, cfg["batch_size"], cfg["max_new_tokens"],
-            option_ids, progress=not args.no_progress,
+            option_ids, progress=progress,
         )  # fmt: skip
     scores = task.checked_scores(texts, examples)
     groups = [task.group_of(e) for e in examples]
     clusters = [cluster_of_user[e["user_id"]] for e in examples]
     right = [r for _, r in options] if choice else None
-    report = reward_report(
-        [r for r, _ in scores],
-        [u for _, u in scores],
-        clusters,
-        num_clusters,
-        groups if all(g is not None for g in groups) else None,
-        right,
-    )
-    report["task"] = args.task
+    rewards, usable = [r for r, _ in scores], [u for _, u in scores]
+    known = groups if all(g is not None for g in groups) else None
+    report = reward_report(rewards, usable, clusters, num_clusters, known, right)
+    report["task"] = task.name
     report["answers"] = [
         {"user_id": e["user_id"], "group": g, "answer": t, "reward": r}
         for e, g, t, (r, _) in zip(examples, groups, texts, scores, strict=True)
@@ -175,23 +164,48 @@ def main(argv: list[str] | None = None) -> None:
         report["choices"] = choice_metrics(probs, right, clusters, probs.sum(1))
         for answer, row in zip(report["answers"], option_logp.tolist(), strict=True):
             answer["option_log_probs"] = row
-    report["seconds"] = time.perf_counter() - started
+        report["num_candidates"] = sorted({len(o) for o, _ in options})
     report["max_new_tokens"] = cfg["max_new_tokens"]
-    if args.task == "movielens":
-        report["num_candidates"] = sorted({len(e["candidates"]) for e in examples})
-    write_json(args.out, report)
-    log_evaluation(config, args.adapter, args.out, report, "eval")
+    return report
+
+
+def summary_line(report: dict) -> str:
     worst = f", worst group {report['worst_group']}" if "worst_group" in report else ""
     scoring = ""
-    if choice:
+    if "choices" in report:
         c = report["choices"]
         scoring = (f"; option scoring: accuracy {c['letter_accuracy']['all']:.3f}, right option's "
                    f"probability {c['correct_probability']['all']:.3f}")  # fmt: skip
-    print(
-        f"{args.task}: reward {report['reward']:.3f} on {report['n']} test examples, usable "
+    return (
+        f"{report['task']}: reward {report['reward']:.3f} on {report['n']} test examples, usable "
         f"{report['usable_rate']:.3f}, worst cluster {report['worst_cluster_reward']:.3f}{worst}"
         f"{scoring}"
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    config = task_config(load_config(args.config), args.task)
+    if args.adapter:  # its metrics join the training run: the store must be readable
+        check_store()
+    torch.set_num_threads(config["train"]["threads"])
+    started = time.perf_counter()
+    data_dir = Path(args.data)
+    task = load_task(args.task, data_dir, config, args.reward_model)
+    cluster_of_user, num_clusters = load_clusters(args.clusters)
+    tokenizer = load_tokenizer(args.model)
+    path = Path(args.test or data_dir / "test.jsonl")
+    examples = test_examples(task, config, path, cluster_of_user, args.model, tokenizer)
+    model = load_base_model(args.model, config["model"]["precision"], config["model"]["attention"])
+    if args.adapter:
+        model = load_adapter(model, args.adapter)
+    model.eval()
+    report = evaluation_report(model, tokenizer, task, examples, cluster_of_user, num_clusters,
+                               config, progress=not args.no_progress)  # fmt: skip
+    report["seconds"] = time.perf_counter() - started
+    write_json(args.out, report)
+    log_evaluation(config, args.adapter, args.out, report, "eval")
+    print(summary_line(report))
 
 
 if __name__ == "__main__":

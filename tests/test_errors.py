@@ -242,7 +242,7 @@ def test_a_gpu_accelerate_file_without_a_visible_gpu_stops_before_training(tmp_p
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the fallback is for GPU-less machines")
 def test_cpu_fallback_lets_a_gpu_file_run_on_the_cpu():
-    from pgrpo.launch import check_gpus
+    from pgrpo.distributed import check_gpus
 
     for name in ("1gpu", "2gpu", "8gpu"):
         check_gpus({"accelerate_config": name, "cpu_fallback": True})  # no error

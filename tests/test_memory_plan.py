@@ -13,7 +13,7 @@ import pytest
 
 from pgrpo.config import load_configs
 from pgrpo.io import PgrpoError
-from pgrpo.launch import ACCELERATE_CONFIGS, launch_plan
+from pgrpo.distributed import ACCELERATE_CONFIGS, launch_plan
 from pgrpo.memory import (
     Layout,
     ModelShape,

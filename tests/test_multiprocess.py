@@ -16,7 +16,7 @@ import torch
 from entrypoints import launch_argv
 from tiny_training import launch_steps
 
-from pgrpo.launch import launch_plan
+from pgrpo.distributed import launch_plan
 
 pytestmark = [pytest.mark.slow, pytest.mark.numerics]
 

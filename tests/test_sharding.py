@@ -19,7 +19,7 @@ from entrypoints import launch_argv
 from safetensors.torch import load_file
 from tiny_training import launch_steps
 
-from pgrpo.launch import launch_plan
+from pgrpo.distributed import launch_plan
 
 pytestmark = [pytest.mark.slow, pytest.mark.numerics]
 

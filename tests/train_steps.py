@@ -22,7 +22,7 @@ import torch.distributed as dist
 from tiny_training import tiny_training_inputs
 
 from pgrpo import checkpoint, sharding
-from pgrpo.launch import make_accelerator
+from pgrpo.distributed import make_accelerator
 from pgrpo.models import LoraSettings, add_lora, load_base_model
 from pgrpo.trainer import Trainer, TrainSettings
 

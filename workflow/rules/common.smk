@@ -60,7 +60,7 @@ wildcard_constraints:
 def accelerate_launch():
     """`accelerate launch` prefix of a training job and its number of processes (GPUs, or
     CPU processes): launch.accelerate_config, else train.num_processes."""
-    from pgrpo.launch import launch_plan
+    from pgrpo.distributed import launch_plan
 
     return launch_plan(config)
 

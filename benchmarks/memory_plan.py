@@ -22,8 +22,8 @@ from pathlib import Path
 
 from pgrpo import memory
 from pgrpo.config import load_configs
-from pgrpo.io import PgrpoError, run_cli, write_json, write_text
 from pgrpo.distributed import ACCELERATE_CONFIGS
+from pgrpo.io import PgrpoError, run_cli, write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pgrpo.config import load_configs
-from pgrpo.io import PgrpoError
 from pgrpo.distributed import ACCELERATE_CONFIGS, launch_plan
+from pgrpo.io import PgrpoError
 from pgrpo.memory import (
     Layout,
     ModelShape,

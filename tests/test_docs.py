@@ -102,7 +102,9 @@ def test_named_config_keys_exist(page):
 
 
 def _snakemake_commands() -> list[tuple[str, list[str]]]:
-    commands = []
+    """Each distinct command once (the README and a manual page may show the same one; -n
+    does not make it another, as every command is dry-run), named by its first page."""
+    commands: dict[tuple[str, ...], tuple[str, list[str]]] = {}
     for page in PAGES:
         for block in re.findall(r"```(?:bash)?\n(.*?)```", _text(page), re.S):
             for line in block.replace("\\\n", " ").splitlines():
@@ -113,8 +115,9 @@ def _snakemake_commands() -> list[tuple[str, list[str]]]:
                 if words[:1] == ["./with-venv"]:
                     words = words[1:]
                 if words[:1] == ["snakemake"]:
-                    commands.append((f"{page.name}: {line}", words[1:]))
-    return commands
+                    key = tuple(w for w in words[1:] if w not in ("-n", "--dry-run"))
+                    commands.setdefault(key, (f"{page.name}: {line}", words[1:]))
+    return list(commands.values())
 
 
 def test_the_manual_has_snakemake_commands():

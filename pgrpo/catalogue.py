@@ -9,11 +9,10 @@ Runs are ``KEY=PATH`` with keys ``MODEL/TASK/METHOD/SEED[/VARIANT]`` (:mod:`pgrp
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from pgrpo.io import run_cli, write_json
-from pgrpo.tables import cells, parse_runs, summary, write_tables
+from pgrpo.tables import catalogue_parser, cells, parse_runs, summary, write_tables
 
 CAPTIONS = {
     "table1_movielens": "Table 1: MovieLens next-item prediction, 4 candidates, the right one at "
@@ -35,9 +34,7 @@ CAPTIONS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write one of the paper's tables.")
-    parser.add_argument("--name", required=True, choices=sorted(CAPTIONS))
-    parser.add_argument("--runs", nargs="+", required=True, help="KEY=PATH (see module doc)")
+    parser = catalogue_parser("Write one of the paper's tables.", CAPTIONS)
     parser.add_argument("--out", required=True, help="output path without extension")
     parser.add_argument("--summary", help="JSON of overall means (DVC metrics)")
     args = parser.parse_args(argv)

@@ -30,7 +30,6 @@ different numbers of steps or a NaN value stop it with a one-line error.
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 from pathlib import Path
 
@@ -50,7 +49,15 @@ from pgrpo.plotting import (
     step_curves,
     variant_number,
 )
-from pgrpo.tables import DIFFERENCE, METHOD_LABELS, Run, cells, parse_runs, write_tables
+from pgrpo.tables import (
+    DIFFERENCE,
+    METHOD_LABELS,
+    Run,
+    catalogue_parser,
+    cells,
+    parse_runs,
+    write_tables,
+)
 
 
 def reward_curves(runs: list[Run]) -> dict[str, dict[str, np.ndarray]]:
@@ -231,9 +238,7 @@ CAPTIONS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write one of the paper's figures.")
-    parser.add_argument("--name", required=True, choices=sorted(CAPTIONS))
-    parser.add_argument("--runs", nargs="+", required=True, help="KEY=PATH (pgrpo.tables)")
+    parser = catalogue_parser("Write one of the paper's figures.", CAPTIONS)
     parser.add_argument("--figure", help="output path without extension")
     parser.add_argument("--table", help="output path without extension")
     parser.add_argument("--curves", help="fig2 only: write the per-step curves (CSV) instead")

@@ -25,6 +25,7 @@ interval contains 0. The entry point that writes the paper's tables is
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import math
@@ -316,3 +317,12 @@ def summary(rows: list[dict]) -> dict:
                 key
             ] = r["mean"]
     return out
+
+
+def catalogue_parser(description: str, captions: dict) -> argparse.ArgumentParser:
+    """The arguments every table and figure entry point takes: ``--name`` (one of
+    ``captions``) and ``--runs KEY=PATH ...``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--name", required=True, choices=sorted(captions))
+    parser.add_argument("--runs", nargs="+", required=True, help="KEY=PATH (pgrpo.tables)")
+    return parser

@@ -60,8 +60,17 @@ def accelerate_config_file(name: str) -> Path:
     return path
 
 
+def accelerate_file(path: Path) -> dict:
+    """An accelerate config file's settings; a one-line error naming it when it has no
+    integer ``num_processes``."""
+    settings = yaml.safe_load(path.read_text())
+    if not isinstance(settings, dict) or not isinstance(settings.get("num_processes"), int):
+        raise PgrpoError(f"{path}: no integer num_processes")
+    return settings
+
+
 def _file_processes(path: Path) -> int:
-    return int(yaml.safe_load(path.read_text())["num_processes"])
+    return accelerate_file(path)["num_processes"]
 
 
 def launch_plan(config: dict) -> tuple[str, int]:

@@ -25,9 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from pgrpo.config import model_dir_name, task_config
+from pgrpo.distributed import accelerate_file
 from pgrpo.io import PgrpoError, read_json
 
 GIB = 2**30
@@ -205,11 +204,9 @@ def accelerate_layouts(folder: Path) -> list[Layout]:
     """The accelerate files of ``folder``, fewest GPUs first (data parallel before FSDP)."""
     layouts = []
     for path in sorted(folder.glob("*.yaml")):
-        config = yaml.safe_load(path.read_text())
-        if not isinstance(config, dict) or not isinstance(config.get("num_processes"), int):
-            raise PgrpoError(f"{path}: no integer num_processes")
-        sharded = config.get("distributed_type") == "FSDP"
-        layouts.append(Layout(path.stem, config["num_processes"], sharded))
+        settings = accelerate_file(path)
+        sharded = settings.get("distributed_type") == "FSDP"
+        layouts.append(Layout(path.stem, settings["num_processes"], sharded))
     return sorted(layouts, key=lambda layout: (layout.processes, layout.sharded))
 
 

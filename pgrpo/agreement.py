@@ -33,8 +33,13 @@ import torch
 
 from pgrpo.config import load_config
 from pgrpo.io import read_jsonl, run_cli, write_json
-from pgrpo.judge import add_judge_arguments, evaluation_with_answers, judge_pair, make_judge
-from pgrpo.tasks import load_task
+from pgrpo.judge import (
+    add_judge_arguments,
+    evaluation_with_answers,
+    judge_pair,
+    judged_spec,
+    make_judge,
+)
 
 
 def reward_gap_pairs(reports: list[dict], gap: float, limit: int | None, seed) -> list[tuple]:
@@ -91,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--evaluations", nargs="+", required=True, help="eval.json files")
     args = parser.parse_args(argv)
     config = load_config(args.config)
+    spec = judged_spec(args.task, config)
     cfg = config["judge"]
     torch.set_num_threads(config["train"]["threads"])
     started = time.perf_counter()
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     scores = []
     if pairs:  # none: nothing shows the judge above chance (the answers are too alike)
-        task = load_task(args.task, args.data, config, args.reward_model)
+        task = spec.load(args.data, config, args.reward_model)
         examples = {e["user_id"]: e for e in read_jsonl(Path(args.data) / "test.jsonl")}
         judge = make_judge(cfg, args.model)
         scores = [judge_pair(judge, *task.judge_context(examples[user]), high, low)

@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from pgrpo.io import PgrpoError
+from pgrpo.tasks.registry import extend_schema, task_spec, task_specs
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -31,8 +32,7 @@ def model_dir_name(name: str) -> str:
     return name.replace("/", "--")
 
 
-# Tasks of the pipeline; each task's config section may override these sections for it.
-TASKS = ("movielens", "personas", "reviews")
+# Each task's config section may override these sections for it.
 TASK_SECTIONS = ("clustering", "train", "evaluation")
 
 
@@ -73,23 +73,23 @@ def validate_config(config: dict, source: str = "config") -> dict:
     if not isinstance(config, dict):
         raise PgrpoError(f"{source}: the top level must be a mapping of keys to values")
     _refuse_non_finite(config, source)
-    schema = _schema()
+    modules = config.get("task_modules") or []
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise PgrpoError(f"{source}: task_modules: {modules!r} is not a list of module names")
+    specs = task_specs(modules)
+    schema = extend_schema(_schema(), specs)
     _fill_defaults(schema, config)
     validator = jsonschema.Draft7Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise PgrpoError(_error_line(errors[0], source))
-    for task in TASKS:  # each task's overrides, validated as the sections they produce
+    for task, spec in specs.items():  # each task's overrides, as the sections they produce
         merged = task_config(config, task)
         errors = sorted(validator.iter_errors(merged), key=lambda e: list(e.absolute_path))
         if errors:
             raise PgrpoError(_error_line(errors[0], source, within=f"{task}."))
-    movielens = config["movielens"]
-    if movielens["min_ratings"] < movielens["history_length"] + 3:
-        raise PgrpoError(
-            f"{source}: movielens.min_ratings: {movielens['min_ratings']} is less than "
-            f"history_length + 3 = {movielens['history_length'] + 3}"
-        )
+        if spec.check is not None:
+            spec.check(config, source)
     sort_keys(config)
     return config
 
@@ -167,12 +167,19 @@ def task_config(config: dict, task: str) -> dict:
     """A copy of a validated ``config`` as ``task`` sees it: the task's ``clustering``,
     ``train`` and ``evaluation`` overrides (e.g. ``personas.train.max_new_tokens``) merged
     over the top-level sections of the same names."""
-    if task not in TASKS:
-        raise PgrpoError(f"task: {task!r} is not one of {', '.join(TASKS)}")
+    task_spec(task, config)  # a one-line error for an unknown task
     merged = copy.deepcopy(config)
     for section in TASK_SECTIONS:
         deep_update(merged[section], copy.deepcopy(config[task].get(section, {})))
     return merged
+
+
+def load_task_config(path: str | Path, task: str | None) -> tuple[str, dict]:
+    """(task, the config file ``path`` as it sees it: :func:`task_config`); ``task`` None is
+    the config's first task, what an entry point's ``--task`` defaults to."""
+    config = load_config(path)
+    task = task or config["tasks"][0]
+    return task, task_config(config, task)
 
 
 def deep_update(base: dict, update: dict) -> None:

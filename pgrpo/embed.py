@@ -1,7 +1,8 @@
-"""Entry point: embed users from the text of their training history (:mod:`pgrpo.embedding`).
+"""Entry point: embed users from the texts their task gives (:mod:`pgrpo.embedding`).
 
-MovieLens (default): the movies of the user's training history. Personas (``--task
-personas``): the messages of the user's profile.
+Each task with clustered preference groups names a user's texts (``TaskSpec.user_texts``):
+MovieLens (default), the movies of the user's training history; personas, the messages of
+the user's profile. A user's embedding is the normalised mean of its texts' embeddings.
 
     python -m pgrpo.embed --config config.yaml [--task movielens] --data resources/movielens \
         --out FILE.npz
@@ -15,23 +16,23 @@ from pathlib import Path
 import numpy as np
 
 from pgrpo.config import load_config
-from pgrpo.embedding import embed_texts, movielens_texts, profile_texts, user_embeddings
-from pgrpo.io import atomic_path, run_cli
+from pgrpo.embedding import embed_texts, user_embeddings
+from pgrpo.io import PgrpoError, atomic_path, run_cli
+from pgrpo.tasks.registry import task_spec
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Embed users from their training history.")
     parser.add_argument("--config", required=True)
-    parser.add_argument("--task", choices=["movielens", "personas"], default="movielens")
+    parser.add_argument("--task", help="a task with clustered groups (default: the config's first)")
     parser.add_argument("--data", required=True, help="the task's prepared folder")
     parser.add_argument("--out", required=True, help="output .npz (user_ids, embeddings)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    data = Path(args.data)
-    if args.task == "personas":
-        texts, histories = profile_texts(data / "users.jsonl")
-    else:
-        texts, histories = movielens_texts(data)
+    spec = task_spec(args.task or config["tasks"][0], config)
+    if spec.user_texts is None:
+        raise PgrpoError(f"--task: the {spec.name} task's groups are given, it embeds no users")
+    texts, histories = spec.user_texts(Path(args.data))
     needed = sorted({i for h in histories.values() for i in h})
     encoder = config["embedding"]
     vectors = embed_texts([texts[i] for i in needed], encoder["model"], encoder["batch_size"])

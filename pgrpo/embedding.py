@@ -3,10 +3,10 @@ embeddings, and a user's embedding as the normalised mean over the texts of thei
 
 Each text is embedded once (mean pooling over tokens, L2-normalised, as sentence-transformers
 does for this model); a user's embedding is the normalised mean over their texts, so the
-whole history counts, however long. MovieLens: the texts are the movies of the user's
-training history ("Title (Year) [Genres]"), never a test or validation item. Personas: the
-messages of the user's profile. The entry point is :mod:`pgrpo.embed`; the reviews task's
-reward embeds reviews with the same encoder.
+whole history counts, however long. Which texts are a user's is the task's choice
+(``TaskSpec.user_texts``: never a test or validation item). The entry point is
+:mod:`pgrpo.embed`; a task's fitted reward (the reviews' rating model) embeds with the same
+encoder.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pgrpo.io import PgrpoError, read_json, read_jsonl, wheel_path
+from pgrpo.io import PgrpoError, wheel_path
 from pgrpo.models import safetensors_only
 
 
@@ -79,24 +79,3 @@ def user_embeddings(
         mean = np.mean([item_vectors[i] for i in items], axis=0)
         rows.append(mean / max(np.linalg.norm(mean), 1e-12))
     return users, np.stack(rows).astype(np.float32)
-
-
-def movielens_texts(data: Path) -> tuple[dict, dict[int, list]]:
-    """(movie text by item id, each user's training history of item ids)."""
-    items = {row["item_id"]: row["text"] for row in read_jsonl(data / "items.jsonl")}
-    histories = {int(u): h for u, h in read_json(data / "histories.json").items()}
-    unknown = sorted({i for h in histories.values() for i in h} - items.keys())
-    if unknown:
-        raise PgrpoError(f"{data / 'histories.json'}: {len(unknown)} item ids missing from "
-                         f"{data / 'items.jsonl'} (first: {unknown[0]})")  # fmt: skip
-    return items, histories
-
-
-def profile_texts(users_file: Path) -> tuple[dict, dict[int, list]]:
-    """(profile message by (user, index), each user's message keys)."""
-    texts, histories = {}, {}
-    for user in read_jsonl(users_file):
-        keys = [(int(user["user_id"]), i) for i in range(len(user["profile"]))]
-        texts.update(zip(keys, user["profile"], strict=True))
-        histories[int(user["user_id"])] = keys
-    return texts, histories

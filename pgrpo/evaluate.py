@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pgrpo.choices import choice_metrics, option_log_probs, stratified_mean, token_ids_of_options
-from pgrpo.config import TASKS, load_config, task_config
+from pgrpo.config import load_task_config
 from pgrpo.io import load_clusters, read_jsonl, run_cli, seeded_subset, write_json
 from pgrpo.models import (
     autocast,
@@ -109,12 +109,14 @@ def reward_report(rewards, usable, clusters, num_clusters: int, groups=None, str
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Evaluate the test reward per cluster.")
     parser.add_argument("--config", required=True)
-    parser.add_argument("--task", choices=TASKS, default="movielens")
+    parser.add_argument("--task", help="a task of the registry (default: the config's first)")
     parser.add_argument("--model", required=True)
     parser.add_argument("--adapter", default=None, help="saved adapter; omit for the base model")
     parser.add_argument("--data", required=True)
     parser.add_argument("--clusters", required=True)
-    parser.add_argument("--reward-model", help="reviews: the rating model (.npz)")
+    parser.add_argument(
+        "--reward-model", help="a task with a fitted reward: its rating model (.npz)"
+    )
     parser.add_argument("--test", help="test examples (default DATA/test.jsonl), e.g. "
                         "MovieLens test_c8.jsonl with 8 candidates")  # fmt: skip
     parser.add_argument("--out", required=True)
@@ -185,7 +187,7 @@ def summary_line(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    config = task_config(load_config(args.config), args.task)
+    args.task, config = load_task_config(args.config, args.task)
     if args.adapter:  # its metrics join the training run: the store must be readable
         check_store()
     torch.set_num_threads(config["train"]["threads"])

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from pgrpo.io import PgrpoError, read_json
+from pgrpo.tasks.registry import TaskSpec, task_spec
 
 QUESTION = (
     "You judge which answer suits a user better.\n"
@@ -217,11 +218,22 @@ def evaluation_with_answers(path: str) -> dict:
     return report
 
 
+def judged_spec(name: str, config: dict) -> TaskSpec:
+    """The task ``name``, which must be one whose answers the judge compares
+    (``TaskSpec.judged``)."""
+    spec = task_spec(name, config)
+    if not spec.judged:
+        raise PgrpoError(f"--task: the {name} task is not judged (its reward decides alone)")
+    return spec
+
+
 def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments every judging entry point takes (pgrpo.winrates and pgrpo.agreement)."""
     parser.add_argument("--config", required=True)
-    parser.add_argument("--task", choices=["personas", "reviews"], required=True)
+    parser.add_argument("--task", required=True, help="a task whose answers are judged")
     parser.add_argument("--data", required=True, help="the task's prepared folder")
     parser.add_argument("--model", required=True, help="the policy's base model folder")
-    parser.add_argument("--reward-model", help="reviews: the rating model (.npz)")
+    parser.add_argument(
+        "--reward-model", help="a task with a fitted reward: its rating model (.npz)"
+    )
     parser.add_argument("--out", required=True)

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from pgrpo import checkpoint, sharding
 from pgrpo.advantages import cluster_statistics
 from pgrpo.choices import validation_scorer
-from pgrpo.config import TASKS, config_hash, load_config, task_config
+from pgrpo.config import config_hash, load_task_config
 from pgrpo.distributed import make_accelerator
 from pgrpo.io import PgrpoError, atomic_path, load_clusters, read_jsonl, run_cli, write_jsonl
 from pgrpo.models import (
@@ -67,11 +67,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train GRPO or P-GRPO with LoRA.")
     parser.add_argument("--config", required=True)
     parser.add_argument("--method", required=True, choices=["grpo", "pgrpo"])
-    parser.add_argument("--task", choices=TASKS, default="movielens")
+    parser.add_argument("--task", help="a task of the registry (default: the config's first)")
     parser.add_argument("--model", required=True, help="materialised base model folder")
     parser.add_argument("--data", required=True, help="the task's prepared folder")
     parser.add_argument("--clusters", required=True)
-    parser.add_argument("--reward-model", help="reviews: the rating model (.npz)")
+    parser.add_argument(
+        "--reward-model", help="a task with a fitted reward: its rating model (.npz)"
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, help="training seed (default: the config's seed)")
     parser.add_argument("--group-size", type=int, help="G, instead of the config's "
@@ -85,7 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_config(args) -> tuple[dict, str]:
     """The task's config with this run's own flags applied, and the hash of the config as
     the invocation resolved it (the run's flags are tags of their own, not a new config)."""
-    config = task_config(load_config(args.config), args.task)
+    args.task, config = load_task_config(args.config, args.task)
     invocation_hash = config_hash(config)
     if args.group_size is not None:
         if args.group_size < 2:

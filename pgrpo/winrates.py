@@ -23,8 +23,13 @@ import torch
 
 from pgrpo.config import load_config
 from pgrpo.io import PgrpoError, read_json, read_jsonl, run_cli, seeded_subset, write_json
-from pgrpo.judge import add_judge_arguments, evaluation_with_answers, make_judge, win_rates
-from pgrpo.tasks import load_task
+from pgrpo.judge import (
+    add_judge_arguments,
+    evaluation_with_answers,
+    judged_spec,
+    make_judge,
+    win_rates,
+)
 
 
 def _answers(value: str) -> tuple[str, dict[int, dict]]:
@@ -60,13 +65,14 @@ def judged_users(config: dict, args, a: dict, b: dict, check: dict | None) -> li
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = load_config(args.config)
+    spec = judged_spec(args.task, config)
     cfg = config["judge"]
     torch.set_num_threads(config["train"]["threads"])
     started = time.perf_counter()
     (first, a), (second, b) = _answers(args.first), _answers(args.second)
     check = read_json(args.agreement) if args.agreement else None
     users = judged_users(config, args, a, b, check)
-    task = load_task(args.task, args.data, config, args.reward_model)
+    task = spec.load(args.data, config, args.reward_model)
     examples = {e["user_id"]: e for e in read_jsonl(Path(args.data) / "test.jsonl")}
     judge = make_judge(cfg, args.model)
 

@@ -14,7 +14,7 @@ from entrypoints import one_error_line, run_entry
 
 from pgrpo.config import validate_config
 from pgrpo.io import read_jsonl
-from pgrpo.prepare import OUTPUT_FILES, prepare_movielens
+from pgrpo.tasks.movielens import OUTPUT_FILES, prepare_movielens
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_MOVIES = 20

@@ -107,7 +107,7 @@ def test_goodreads_without_a_file_and_raw_for_another_task_are_named(goodreads, 
     assert "reviews.path: give the Goodreads reviews file" in one_error_line(done)
     done = run_entry("pgrpo.prepare", "--config", str(config), "--task", "personas",
                      "--raw", "x.json", "--out", str(tmp_path / "out"))  # fmt: skip
-    assert "--raw: the personas are generated, they read no raw data" in one_error_line(done)
+    assert "--raw: the personas task generates its data, it reads no" in one_error_line(done)
     assert not (tmp_path / "out").exists()
 
 

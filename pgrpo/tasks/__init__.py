@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from pgrpo.io import PgrpoError, read_jsonl
+from pgrpo.io import PgrpoError
 
 
 class Task:
@@ -112,22 +112,8 @@ def fit_to_context(
 
 
 def load_task(name: str, data_dir: str | Path, config: dict, reward_model=None) -> Task:
-    """The task ``name`` over its prepared folder ``data_dir``; ``reward_model`` is the rating
-    model file the reviews task needs (the ``train_rating_model`` rule's output)."""
-    data_dir = Path(data_dir)
-    if name == "movielens":
-        from pgrpo.tasks.movielens import MovieLensTask
+    """The task ``name`` (:mod:`pgrpo.tasks.registry`) over its prepared folder ``data_dir``;
+    ``reward_model`` is the rating model file a task with a fitted reward needs."""
+    from pgrpo.tasks.registry import task_spec
 
-        items = {row["item_id"]: row for row in read_jsonl(data_dir / "items.jsonl")}
-        return MovieLensTask(items, truncate_history=config["movielens"]["truncate_history"])
-    if name == "personas":
-        from pgrpo.tasks.personas import PersonasTask
-
-        return PersonasTask(config["personas"]["max_words"])
-    if name == "reviews":
-        from pgrpo.tasks.reviews import RatingModel, ReviewsTask
-
-        if reward_model is None:
-            raise PgrpoError("reviews task: give the rating model file (--reward-model)")
-        return ReviewsTask(RatingModel.load(reward_model), config["reviews"]["max_words"])
-    raise PgrpoError(f"task: {name!r} is not one of movielens, personas, reviews")
+    return task_spec(name, config).load(data_dir, config, reward_model)

@@ -7,15 +7,27 @@ otherwise; an answer with no recognisable letter is reported as unparsed.
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from pgrpo.data.movielens import LETTERS, item_text
-from pgrpo.io import PgrpoError
+from pgrpo.data.movielens import (
+    LETTERS,
+    MovieLens,
+    build_examples,
+    default_raw_dir,
+    item_text,
+    load_movielens,
+    training_history,
+)
+from pgrpo.io import PgrpoError, read_json, read_jsonl, write_jsonl, write_text
 from pgrpo.tasks import Task
+from pgrpo.tasks.registry import TaskSpec
 
-__all__ = ["LETTERS", "MovieLensTask", "parse_answer"]
+__all__ = ["LETTERS", "MovieLensTask", "TASK", "parse_answer", "prepare_movielens"]
 
 # A letter standing alone: not inside a word or number (so "Air", "A1", "B-52" do not count).
 _ALONE = r"(?<![A-Za-z0-9])\(?([A-T])\)?(?![A-Za-z0-9'])"
@@ -132,3 +144,124 @@ class MovieLensTask(Task):
         """``(1.0 if the parsed letter is the answer else 0.0, whether a letter was parsed)``."""
         parsed = parse_answer(completion, len(example["candidates"]))
         return (1.0 if parsed == example["answer"] else 0.0), parsed is not None
+
+
+# Preparation: the ratings -> examples (derived row by row from MovieLens: never committed).
+OUTPUT_FILES = ("items.jsonl", "train.jsonl", "validation.jsonl", "test.jsonl", "histories.json")
+
+
+def subsample_users(ml: MovieLens, max_users: int | None, seed: int) -> MovieLens:
+    """Keep a seeded random subset of ``max_users`` users (all of them when None)."""
+    users = np.unique(ml.ratings["user_id"].to_numpy())
+    if max_users is None or max_users >= len(users):
+        return ml
+    keep = np.random.default_rng(seed).choice(users, size=max_users, replace=False)
+    ratings = ml.ratings[ml.ratings["user_id"].isin(keep)].reset_index(drop=True)
+    return MovieLens(ratings=ratings, items=ml.items)
+
+
+def _movielens(config: dict, raw: str | None) -> tuple[MovieLens, dict]:
+    """The (subsampled) ratings and the example-building settings of the config; ``raw``
+    overrides ``movielens.raw_dir``."""
+    cfg, seed = config["movielens"], config["seed"]
+    raw_dir = raw or cfg["raw_dir"] or default_raw_dir(cfg["source"])
+    ml = subsample_users(load_movielens(cfg["source"], raw_dir), cfg["max_users"], seed)
+    common = dict(
+        history_length=cfg["history_length"],
+        max_train_examples_per_user=cfg["max_train_examples_per_user"],
+        min_ratings=cfg["min_ratings"],
+        seed=seed,
+    )
+    return ml, common
+
+
+def movielens_test_candidates(
+    config: dict, num_candidates: int, out: str | Path, raw: str | None = None
+) -> dict:
+    """The MovieLens test split again with ``num_candidates`` candidates per prompt (same
+    users and true next movies; figure 3), written to the file ``out``."""
+    ml, common = _movielens(config, raw)
+    test = build_examples(ml, num_candidates=num_candidates, **common)["test"]
+    write_jsonl(out, test)
+    return {"test": len(test), "candidates": num_candidates}
+
+
+def prepare_movielens(config: dict, out_dir: str | Path, raw: str | None = None) -> dict:
+    """Build and write every split from ``raw`` (a folder; default ``movielens.raw_dir``);
+    returns the number of rows written per file."""
+    cfg = config["movielens"]
+    ml, common = _movielens(config, raw)
+    splits = build_examples(ml, num_candidates=cfg["num_candidates"], **common)
+    eval_candidates = config["evaluation"]["num_candidates"]
+    if eval_candidates != cfg["num_candidates"]:
+        splits["test"] = build_examples(ml, num_candidates=eval_candidates, **common)["test"]
+    histories = training_history(ml, cfg["min_ratings"])
+    items = [
+        {
+            "item_id": int(row["item_id"]),
+            "title": row["title"],
+            "year": None if pd.isna(row["year"]) else int(row["year"]),
+            "genres": list(row["genres"]),
+            "text": item_text(row),
+        }
+        for row in ml.items.to_dict("records")
+    ]
+    out_dir = Path(out_dir)
+    write_jsonl(out_dir / "items.jsonl", items)
+    for name in ("train", "validation", "test"):
+        write_jsonl(out_dir / f"{name}.jsonl", splits[name])
+    write_text(out_dir / "histories.json", json.dumps({str(u): h for u, h in histories.items()}))
+    counts = {name: len(rows) for name, rows in splits.items()}
+    # Users with fewer than min_ratings ratings are dropped (documented), and counted.
+    dropped = f"users dropped (fewer than {cfg['min_ratings']} ratings)"
+    return {"items": len(items), "users": len(histories),
+            dropped: ml.ratings["user_id"].nunique() - len(histories), **counts}  # fmt: skip
+
+
+def history_texts(data: Path) -> tuple[dict, dict[int, list]]:
+    """(movie text by item id, each user's training history of item ids): what a user's
+    embedding averages."""
+    items = {row["item_id"]: row["text"] for row in read_jsonl(data / "items.jsonl")}
+    histories = {int(u): h for u, h in read_json(data / "histories.json").items()}
+    unknown = sorted({i for h in histories.values() for i in h} - items.keys())
+    if unknown:
+        raise PgrpoError(f"{data / 'histories.json'}: {len(unknown)} item ids missing from "
+                         f"{data / 'items.jsonl'} (first: {unknown[0]})")  # fmt: skip
+    return items, histories
+
+
+def _build(data_dir: Path, config: dict, reward_model: str | None) -> MovieLensTask:
+    items = {row["item_id"]: row for row in read_jsonl(data_dir / "items.jsonl")}
+    return MovieLensTask(items, truncate_history=config["movielens"]["truncate_history"])
+
+
+def _raw(config: dict, resources: str) -> str:
+    """The raw folder: configured, or under {resources}/raw (ml-100k copied out of the
+    recbole wheel, ml-1m downloaded)."""
+    cfg = config["movielens"]
+    return cfg["raw_dir"] or f"{resources}/raw/{cfg['source']}"
+
+
+def _check(config: dict, source: str) -> None:
+    cfg = config["movielens"]
+    if cfg["min_ratings"] < cfg["history_length"] + 3:
+        raise PgrpoError(
+            f"{source}: movielens.min_ratings: {cfg['min_ratings']} is less than "
+            f"history_length + 3 = {cfg['history_length'] + 3}"
+        )
+
+
+TASK = TaskSpec(
+    name="movielens",
+    summary="MovieLens next-movie prediction over lettered candidates",
+    build=_build,
+    prepare=prepare_movielens,
+    prepared_files=OUTPUT_FILES,
+    read_files=("train.jsonl", "test.jsonl", "items.jsonl"),
+    raw=_raw,
+    embedding_files=("items.jsonl", "histories.json"),
+    user_texts=history_texts,
+    test_candidates=movielens_test_candidates,
+    data_params=lambda config: {"candidates": config["evaluation"]["num_candidates"]},
+    check=_check,
+)

@@ -11,12 +11,15 @@ last request of each user is the test example, the others are training examples.
 
 from __future__ import annotations
 
-from pgrpo.io import PgrpoError
+from pathlib import Path
+
+from pgrpo.io import PgrpoError, read_jsonl, write_jsonl
 from pgrpo.tasks import Task
 from pgrpo.tasks.persona_scorers import persona_reward
+from pgrpo.tasks.registry import TaskSpec
 from pgrpo.tasks.text_checks import copies, degenerate
 
-__all__ = ["PersonasTask", "split_examples"]
+__all__ = ["PersonasTask", "TASK", "prepare_personas", "split_examples"]
 
 
 def split_examples(users: list[dict]) -> dict[str, list[dict]]:
@@ -66,3 +69,41 @@ class PersonasTask(Task):
 
     def judge_context(self, example: dict) -> tuple[str, str]:
         return "messages they wrote before: " + " / ".join(example["profile"]), example["request"]
+
+
+def prepare_personas(config: dict, out_dir: str | Path, raw: str | None = None) -> dict:
+    """Generate the persona users and write them and their examples; rows per file (the
+    users are generated: ``raw`` is never given, the spec declares no raw data)."""
+    from pgrpo.data.personas import generate_users
+
+    users = generate_users(config["personas"], config["seed"])
+    splits = split_examples(users)
+    out_dir = Path(out_dir)
+    write_jsonl(out_dir / "users.jsonl", users)
+    for name, rows in splits.items():
+        write_jsonl(out_dir / f"{name}.jsonl", rows)
+    return {"users": len(users), **{name: len(rows) for name, rows in splits.items()}}
+
+
+def profile_texts(data: Path) -> tuple[dict, dict[int, list]]:
+    """(profile message by (user, index), each user's message keys): what a user's embedding
+    averages."""
+    texts, histories = {}, {}
+    for user in read_jsonl(data / "users.jsonl"):
+        keys = [(int(user["user_id"]), i) for i in range(len(user["profile"]))]
+        texts.update(zip(keys, user["profile"], strict=True))
+        histories[int(user["user_id"])] = keys
+    return texts, histories
+
+
+TASK = TaskSpec(
+    name="personas",
+    summary="answers in the style and genre of one of seven synthetic personas",
+    build=lambda data_dir, config, reward_model: PersonasTask(config["personas"]["max_words"]),
+    prepare=prepare_personas,
+    prepared_files=("users.jsonl", "train.jsonl", "test.jsonl"),
+    embedding_files=("users.jsonl",),
+    user_texts=profile_texts,
+    labels_file="users.jsonl",
+    judged=True,
+)

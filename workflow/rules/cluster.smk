@@ -10,7 +10,7 @@ rule cluster_users:
     log:
         f"{OUTPUTS}/logs/cluster_users_{{task}}_{{method}}_k{{k}}.log",
     wildcard_constraints:
-        task="movielens|personas",
+        task=CLUSTERED,
         method="kmeans|random",
         k=r"\d+",
     conda:

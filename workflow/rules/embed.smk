@@ -12,7 +12,7 @@ rule embed_users:
     benchmark:
         f"{OUTPUTS}/benchmarks/embed_users_{{task}}.tsv"
     wildcard_constraints:
-        task="movielens|personas",
+        task=CLUSTERED,
     conda:
         "../../envs/pgrpo.yaml"
     threads: 2

@@ -12,7 +12,7 @@ rule general_capabilities:
     benchmark:
         f"{OUTPUTS}/benchmarks/general/{{model}}/{{where}}.tsv"
     wildcard_constraints:
-        where=r"base|(movielens|personas|reviews)/[^/]+/seed\d+/(grpo|pgrpo)",
+        where=rf"base|({one_of(TASK_SPECS)})/[^/]+/seed\d+/(grpo|pgrpo)",
     conda:
         "../../envs/pgrpo.yaml"
     threads: config["train"]["threads"]

@@ -12,7 +12,7 @@ rule judge_winrates:
     benchmark:
         f"{OUTPUTS}/benchmarks/judge/{{model}}/{{task}}_{{partition}}_seed{{seed}}.tsv"
     wildcard_constraints:
-        task="personas|reviews",
+        task=JUDGED,
     conda:
         "../../envs/pgrpo.yaml"
     threads: config["train"]["threads"]
@@ -46,7 +46,7 @@ rule judge_agreement:
     benchmark:
         f"{OUTPUTS}/benchmarks/judge/{{model}}/{{task}}_{{partition}}_agreement.tsv"
     wildcard_constraints:
-        task="personas|reviews",
+        task=JUDGED,
     conda:
         "../../envs/pgrpo.yaml"
     threads: config["train"]["threads"]

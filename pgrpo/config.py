@@ -90,6 +90,11 @@ def validate_config(config: dict, source: str = "config") -> dict:
             raise PgrpoError(_error_line(errors[0], source, within=f"{task}."))
         if spec.check is not None:
             spec.check(config, source)
+    if config["figures"]["task"] not in specs:
+        raise PgrpoError(
+            f"{source}: figures.task: {config['figures']['task']!r} is not one of "
+            f"{', '.join(specs)}"
+        )
     sort_keys(config)
     return config
 

@@ -271,13 +271,14 @@ class Job:
 
 def training_jobs(config: dict, prompt_tokens: int) -> list[Job]:
     """The distinct training jobs of a validated config: the main model on every task (and on
-    MovieLens with each ``figures.group_sizes``), the compared models on MovieLens."""
+    ``figures.task`` with each ``figures.group_sizes``), the compared models on
+    ``figures.task``."""
     main, jobs = config["model"]["name"], []
     for task in config["tasks"]:
         train = task_config(config, task)["train"]
         step = (train["prompts_per_step"], train["group_size"], train["max_new_tokens"])
         jobs.append(Job(main, task, Workload(*step, prompt_tokens)))
-        if task != "movielens":
+        if task != config["figures"]["task"]:
             continue
         for size in config["figures"]["group_sizes"]:
             if size != train["group_size"]:

@@ -93,11 +93,13 @@ def final_reward(metrics: list[dict], fraction: float = FINAL_FRACTION) -> float
 
 
 def eval_values(report: dict) -> list[tuple[str, str, float]]:
-    """(metric, cluster, value) of one evaluation: MovieLens accuracy per cluster; text tasks
-    reward per true group (persona / rating group); overall, worst, usable rate."""
-    movielens = report.get("task", "movielens") == "movielens"
-    metric, usable = ("accuracy", "parse_rate") if movielens else ("reward", "usable_rate")
-    cells = report["per_cluster"] if movielens else report["per_group"]
+    """(metric, cluster, value) of one evaluation: a multiple-choice task's accuracy and
+    parse rate (its report names ``num_candidates``), a free-text task's reward and usable
+    rate; per true group where the task knows the users' groups (persona, rating group), else
+    per cluster; overall and in the worst cell."""
+    choice = "num_candidates" in report
+    metric, usable = ("accuracy", "parse_rate") if choice else ("reward", "usable_rate")
+    cells = report.get("per_group") or report["per_cluster"]
     values = [(metric, "all", report["reward"]), (usable, "all", report["usable_rate"])]
     values += [(metric, str(name), cell["reward"]) for name, cell in cells.items()]
     values.append((metric, "worst", min(cell["reward"] for cell in cells.values())))
@@ -319,10 +321,11 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
-def catalogue_parser(description: str, captions: dict) -> argparse.ArgumentParser:
+def catalogue_parser(description: str, captions: dict | None) -> argparse.ArgumentParser:
     """The arguments every table and figure entry point takes: ``--name`` (one of
-    ``captions``) and ``--runs KEY=PATH ...``."""
+    ``captions``; None: checked by the caller) and ``--runs KEY=PATH ...``."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--name", required=True, choices=sorted(captions))
+    choices = sorted(captions) if captions is not None else None
+    parser.add_argument("--name", required=True, choices=choices)
     parser.add_argument("--runs", nargs="+", required=True, help="KEY=PATH (pgrpo.tables)")
     return parser

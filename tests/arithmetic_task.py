@@ -80,6 +80,9 @@ TASK = TaskSpec(
     prepare=prepare,
     prepared_files=("train.jsonl", "test.jsonl", "groups.json"),
     grouping="given",
+    table="table5_arithmetic",
+    caption="Table 5: sums in the user's format: test reward overall, per format and in the "
+    "worst format; mean ± 95% CI over seeds.",
     schema={
         "description": "Arithmetic questions for two groups of users (a test plugin).",
         "additionalProperties": False,

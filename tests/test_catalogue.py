@@ -46,7 +46,7 @@ def test_paired_difference_pairs_by_seed_and_refuses_unpaired_seeds():
 
 def _evaluation(per_cluster: dict[str, float], usable: float = 1.0) -> dict:
     return {"task": "movielens", "reward": float(np.mean(list(per_cluster.values()))),
-            "usable_rate": usable, "n": 10,
+            "usable_rate": usable, "n": 10, "num_candidates": [4],
             "per_cluster": {c: {"reward": r, "n": 5} for c, r in per_cluster.items()}}  # fmt: skip
 
 

@@ -71,6 +71,7 @@ def test_fig6_refuses_metrics_without_the_share(tmp_path):
 def _choice_eval(path, accuracy):
     cell = {"all": accuracy, "per_cluster": {"0": accuracy}, "worst_cluster": accuracy}
     report = {"task": "movielens", "reward": accuracy, "usable_rate": 1.0, "n": 8,
+              "num_candidates": [4],
               "per_cluster": {"0": {"reward": accuracy, "n": 8}},
               "choices": {"letter_accuracy": cell, "correct_probability": cell,
                           "letter_mass": cell}}  # fmt: skip

@@ -27,6 +27,7 @@ def _write(path, obj) -> str:
 
 def _eval(accuracy: float) -> dict:
     return {"task": "movielens", "reward": accuracy, "usable_rate": 1.0, "n": 4,
+            "num_candidates": [4],
             "per_cluster": {"0": {"reward": accuracy, "n": 4}},
             "choices": _choices(accuracy)}  # fmt: skip
 

@@ -9,8 +9,14 @@ import pytest
 import yaml
 
 from pgrpo import heuristics
-from pgrpo.heuristics import heuristic_scores, heuristics_report, item_popularity, picks
 from pgrpo.io import PgrpoError, read_json, run_cli
+from pgrpo.tasks.movielens_heuristics import (
+    HEURISTICS,
+    heuristic_scores,
+    heuristics_report,
+    item_popularity,
+    picks,
+)
 
 # item id -> (year, genres)
 ITEMS = {
@@ -132,7 +138,7 @@ def test_cli_writes_the_report_of_the_clusters_users(tmp_path, capsys):
     # cluster 1: the mean over its right positions A (0.5) and C (0)
     assert rows["recent"]["letter_accuracy"]["per_cluster"] == {"0": 0.5, "1": 0.25}
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == list(heuristics.HEURISTICS)
+    assert [line.split(":")[0] for line in lines] == list(HEURISTICS)
     assert lines[0].startswith("one_letter: letter accuracy 0.333 on 3 test examples")
 
 

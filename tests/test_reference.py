@@ -18,6 +18,7 @@ def _table(tmp_path, name: str, accuracies: dict[str, list[float]]) -> str:
     for method, values in accuracies.items():
         for seed, value in enumerate(values):
             report = {"task": "movielens", "reward": value, "usable_rate": 1.0, "n": 10,
+                      "num_candidates": [4],
                       "per_cluster": {"0": {"reward": value, "n": 5},
                                       "1": {"reward": value / 2, "n": 5}}}  # fmt: skip
             path = tmp_path / name / method / str(seed) / "eval.json"

@@ -83,19 +83,11 @@ def test_the_import_check_sees_imports_inside_functions():
 # ------------------------------------------------------------------ tasks are plugins
 # A task is one module of pgrpo/tasks (its TaskSpec, pgrpo/tasks/registry.py) plus its config
 # section: the rules and the entry points look it up by name and name none themselves. The
-# code that still names a built-in task, shrinking to nothing as the catalogue, the
-# MovieLens reference rows and the data sources move into the tasks:
+# code that still names a built-in task, shrinking to nothing as the data sources move into
+# the tasks:
 STILL_NAMING_TASKS = {
-    "pgrpo/catalogue.py",  # the paper's table captions
     "pgrpo/download.py",  # the data sources
-    "pgrpo/heuristics.py",  # MovieLens's reference rows
-    "pgrpo/memory.py",
-    "pgrpo/rating_model.py",  # the reviews' reward model
-    "pgrpo/tables.py",
-    "workflow/rules/common.smk",
     "workflow/rules/data.smk",  # the data sources
-    "workflow/rules/evaluate.smk",  # MovieLens's reference rows
-    "workflow/rules/targets.smk",  # the catalogue
 }
 TASK_NAME = re.compile(r"\b(movielens|personas|reviews)\b")
 

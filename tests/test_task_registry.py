@@ -4,6 +4,7 @@ plugin or its config give one-line errors."""
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from entrypoints import one_error_line, run_entry
+from pipeline_run import TEST_CONFIG, environment, snakemake
 
 from pgrpo.config import task_config, validate_config
 from pgrpo.io import PgrpoError, load_clusters, read_jsonl
@@ -129,3 +131,28 @@ def test_the_entry_points_refuse_what_a_task_does_not_have(tmp_path, plugin_path
     line = one_error_line(run_entry("pgrpo.prepare", *common[:2], "--task", "music",
                                     "--out", str(tmp_path / "o"), env=plugin_path))  # fmt: skip
     assert line == "error: task: 'music' is not one of movielens, personas, reviews, arithmetic"
+
+
+@pytest.mark.slow
+def test_a_fourth_task_runs_through_the_whole_workflow(tmp_path, plugin_path):
+    """The plugin task, and only it, on the `.test` config: prepared, trained with both
+    methods on each seed, evaluated, and written as its own table beside table 4; nothing
+    outside this test suite knows it."""
+    config = tmp_path / "arithmetic.yaml"
+    config.write_text(yaml.safe_dump({**PLUGIN, "arithmetic": {"num_users": 6}}))
+    env = {**environment(tmp_path), **plugin_path}
+    done = snakemake(tmp_path, "--configfile", str(TEST_CONFIG), str(config), env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = tmp_path / ".test/results"
+    with open(results / "tables/table5_arithmetic.csv") as f:
+        rows = list(csv.DictReader(f))
+    cells = {(r["method"], r["cluster"], r["metric"]) for r in rows}
+    for method in ("base", "grpo", "pgrpo"):
+        assert {(method, group, "reward") for group in ("all", "digits", "words", "worst")} <= cells
+    assert ("pgrpo-grpo", "all", "reward") in cells
+    assert all(r["task"] == "arithmetic" for r in rows)
+    general = (results / "tables/table4_general.csv").read_text()
+    assert "arithmetic" in general and "movielens" not in general
+    caption = (results / "tables/table5_arithmetic.md").read_text()
+    assert "Table 5: sums in the user's format" in caption
+    assert not (tmp_path / ".test/resources/movielens").exists()

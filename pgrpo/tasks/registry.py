@@ -58,13 +58,25 @@ class TaskSpec:
     user_texts: Callable[[Path], tuple[dict, dict]] | None = None
     # A prepared file with each user's true group, for the adjusted Rand index of clusters.
     labels_file: str | None = None
-    # Its reward is a model fitted on the train split first (the rating model rule).
-    reward_model: bool = False
+    # A reward that is a model fitted on the train split first (the reviews' rating model):
+    # ``fit_reward(config, data_dir, model_file)`` fits and saves it and returns its report
+    # (held-out accuracy), for the rating model rule; ``build`` then reads the model file.
+    fit_reward: Callable[[dict, Path, str], dict] | None = None
+    # How many train examples the fitted reward sees (the rule's ``limit`` param).
+    reward_limit: Callable[[dict], int | None] = field(default=lambda config: None)
     # Its answers are free text that the pairwise judge compares (figure 5).
     judged: bool = False
     # Multiple choice: ``test_candidates(config, n, out, raw)`` writes the test split with n
     # candidates per prompt (figure 3); None: the task has no candidates.
     test_candidates: Callable[[dict, int, str, str | None], dict] | None = None
+    # Multiple choice: model-free reference rows scored on the same test examples
+    # (``reference_rows(config, data_dir, test, clusters)`` -> report, pgrpo.heuristics), from
+    # these prepared files; None: no reference rows.
+    reference_rows: Callable[[dict, Path, Path, Path], dict] | None = None
+    reference_files: tuple[str, ...] = ()
+    # Its table in the catalogue (name, e.g. table1_movielens, and caption); None: no table.
+    table: str | None = None
+    caption: str = ""
     # The config values its prepared data depends on besides its own section (rule params).
     data_params: Callable[[dict], dict] = field(default=lambda config: {})
     # JSON Schema of its config section (plugins; the built-in tasks' are in the main schema).
@@ -82,6 +94,11 @@ class TaskSpec:
             raise PgrpoError(f"task {self.name}: grouping 'clusters' needs user_texts")
         if self.grouping == "given" and "groups.json" not in self.prepared_files:
             raise PgrpoError(f"task {self.name}: grouping 'given' needs groups.json prepared")
+
+    @property
+    def reward_model(self) -> bool:
+        """Whether the task's reward is a fitted model (``fit_reward``)."""
+        return self.fit_reward is not None
 
     def load(self, data_dir: str | Path, config: dict, reward_model: str | None = None):
         """The task's prompts and rewards over its prepared folder ``data_dir``."""

@@ -1,6 +1,7 @@
 # Configuration validation, output paths and target lists shared by every rule file.
 import os
 import re
+import shlex
 import sys
 
 
@@ -35,7 +36,6 @@ or_exit(validate_config, config, CONFIG_SOURCE)
 RESOURCES = config["paths"]["resources"]
 OUTPUTS = config["paths"]["outputs"]
 RESULTS = config["paths"]["results"]
-MOVIELENS = f"{RESOURCES}/movielens"
 # Every task the config can name (pgrpo/tasks/registry.py), and those the default target
 # builds.
 TASK_SPECS = or_exit(config_specs, config)
@@ -56,10 +56,12 @@ def one_of(names):
     return "|".join(map(re.escape, names)) or "(?!)"
 
 
-# Tasks whose groups are clusters of embedded users (the embedding and clustering rules), and
-# those the judge can compare.
+# Tasks whose groups are clusters of embedded users (the embedding and clustering rules),
+# those the judge can compare, those with reference rows and those with a fitted reward.
 CLUSTERED = one_of(t for t, spec in TASK_SPECS.items() if spec.grouping == "clusters")
 JUDGED = one_of(t for t, spec in TASK_SPECS.items() if spec.judged)
+REFERENCED = one_of(t for t, spec in TASK_SPECS.items() if spec.reference_rows)
+FITTED = one_of(t for t, spec in TASK_SPECS.items() if spec.reward_model)
 
 
 wildcard_constraints:
@@ -121,14 +123,15 @@ def raw_input(task):
     return {"raw": raw(config, RESOURCES)} if raw else {}
 
 
-def raw_flag(task):
-    """The prepare command's ``--raw`` argument, for a task that reads raw data."""
-    return " --raw {input.raw:q}" if raw_input(task) else ""
+def raw_flag(wildcards, input):
+    """The prepare command's `` --raw PATH`` for a task that reads raw data (a params
+    function of the input: not part of the params rerun trigger)."""
+    return f" --raw {shlex.quote(input.raw)}" if "raw" in input.keys() else ""
 
 
 def data_params(task):
-    """What a task's prepared data depends on, as rule params: its own config section
-    (without its overrides) and the other values its spec names."""
+    """The params of a task's prepare rule, what its prepared data depends on: its own
+    config section (without its overrides) and the other values its spec names."""
     return {task: task_data(task), **TASK_SPECS[task].data_params(config)}
 
 
@@ -181,9 +184,10 @@ def method_flags(wildcards):
 
 
 def group_size_folder(method, size):
-    """The run folder of ``method`` trained with group size ``size``: the plain folder at the
-    task's own group size, ``{method}-g{size}`` otherwise."""
-    own = section("movielens", "train")["group_size"]
+    """The run folder of ``method`` trained with group size ``size`` (figure 7, on
+    figures.task): the plain folder at the task's own group size, ``{method}-g{size}``
+    otherwise."""
+    own = section(FIGURES["task"], "train")["group_size"]
     return method if size == own else f"{method}-g{size}"
 
 
@@ -222,15 +226,17 @@ def evaluation_inputs(wildcards):
     return inputs
 
 
-def heuristics_test(size):
-    """The MovieLens test split with ``size`` candidates (the main size: test.jsonl)."""
+def heuristics_test(task, size):
+    """A multiple-choice task's test split with ``size`` candidates (the main size:
+    test.jsonl)."""
     if size == config["evaluation"]["num_candidates"]:
-        return f"{MOVIELENS}/test.jsonl"
-    return f"{MOVIELENS}/test_c{size}.jsonl"
+        return f"{RESOURCES}/{task}/test.jsonl"
+    return f"{RESOURCES}/{task}/test_c{size}.jsonl"
 
 
-def heuristics_file(size, part=None):
-    return f"{OUTPUTS}/movielens/{part or partition('movielens')}/heuristics_c{size}.json"
+def heuristics_file(task, size, part=None):
+    """A task's reference rows (TaskSpec.reference_rows) with ``size`` candidates."""
+    return f"{OUTPUTS}/{task}/{part or partition(task)}/heuristics_c{size}.json"
 
 
 def evaluation_flags(wildcards, input):

@@ -74,7 +74,9 @@ rule download_goodreads:
 
 
 # Each task's prepare rule (and, for a multiple-choice task, its test split with other
-# candidate counts, figure 3), made from the task registry (pgrpo/tasks/registry.py).
+# candidate counts, figure 3), made from the task registry (pgrpo/tasks/registry.py). The
+# task is each rule's {task} wildcard, held to the one task: a shell command that named the
+# loop variable would read its last value when the job runs.
 for _task, _spec in TASK_SPECS.items():
 
     rule:
@@ -83,11 +85,13 @@ for _task, _spec in TASK_SPECS.items():
         input:
             **raw_input(_task),
         output:
-            prepared(_task),
+            [f"{RESOURCES}/{{task}}/{name}" for name in _spec.prepared_files],
         log:
-            f"{OUTPUTS}/logs/prepare_{_task}.log",
+            f"{OUTPUTS}/logs/prepare_{{task}}.log",
         benchmark:
-            f"{OUTPUTS}/benchmarks/prepare_{_task}.tsv"
+            f"{OUTPUTS}/benchmarks/prepare_{{task}}.tsv"
+        wildcard_constraints:
+            task=re.escape(_task),
         conda:
             "../../envs/pgrpo.yaml"
         resources:
@@ -97,12 +101,13 @@ for _task, _spec in TASK_SPECS.items():
             **data_params(_task),
             config=config_file,
             out=lambda w, output: os.path.dirname(output[0]),
+            raw=raw_flag,
             seed=config["seed"],
         message:
-            f"Preparing the {_task} examples: {_spec.summary}"
+            f"Preparing the {{wildcards.task}} examples: {_spec.summary}"
         shell:
-            f"python -m pgrpo.prepare --config {{params.config}} --task {_task}"
-            f"{raw_flag(_task)} --out {{params.out}} > {{log}} 2>&1"
+            "python -m pgrpo.prepare --config {params.config} --task {wildcards.task}"
+            "{params.raw} --out {params.out} > {log} 2>&1"
 
     if _spec.test_candidates is not None:
 
@@ -112,10 +117,11 @@ for _task, _spec in TASK_SPECS.items():
             input:
                 **raw_input(_task),
             output:
-                f"{RESOURCES}/{_task}/test_c{{size}}.jsonl",
+                f"{RESOURCES}/{{task}}/test_c{{size}}.jsonl",
             log:
-                f"{OUTPUTS}/logs/{_task}_test_c{{size}}.log",
+                f"{OUTPUTS}/logs/{{task}}_test_c{{size}}.log",
             wildcard_constraints:
+                task=re.escape(_task),
                 size=r"\d+",
             conda:
                 "../../envs/pgrpo.yaml"
@@ -125,25 +131,29 @@ for _task, _spec in TASK_SPECS.items():
             params:
                 **{_task: task_data(_task)},
                 config=config_file,
+                raw=raw_flag,
                 seed=config["seed"],
             message:
-                f"Building the {_task} test prompts with {{wildcards.size}} candidates (figure 3)"
+                "Building the {wildcards.task} test prompts with {wildcards.size} candidates"
+                " (figure 3)"
             shell:
-                f"python -m pgrpo.prepare --config {{params.config}} --task {_task}"
-                f"{raw_flag(_task)} --test-candidates {{wildcards.size}} --out {{output}}"
-                " > {log} 2>&1"
+                "python -m pgrpo.prepare --config {params.config} --task {wildcards.task}"
+                "{params.raw} --test-candidates {wildcards.size} --out {output} > {log} 2>&1"
 
 
+# The fitted reward of a task whose reward is a model (the reviews' rating model).
 rule train_rating_model:
     input:
-        prepared("reviews", "train.jsonl", "test.jsonl"),
+        lambda w: prepared(w.task, "train.jsonl", "test.jsonl"),
     output:
-        model=f"{OUTPUTS}/reviews/rating_model.npz",
-        report=f"{OUTPUTS}/reviews/rating_model.json",
+        model=f"{OUTPUTS}/{{task}}/rating_model.npz",
+        report=f"{OUTPUTS}/{{task}}/rating_model.json",
     log:
-        f"{OUTPUTS}/logs/train_rating_model.log",
+        f"{OUTPUTS}/logs/train_rating_model_{{task}}.log",
     benchmark:
-        f"{OUTPUTS}/benchmarks/train_rating_model.tsv"
+        f"{OUTPUTS}/benchmarks/train_rating_model_{{task}}.tsv"
+    wildcard_constraints:
+        task=FITTED,
     conda:
         "../../envs/pgrpo.yaml"
     threads: config["train"]["threads"]
@@ -154,10 +164,10 @@ rule train_rating_model:
         config=config_file,
         data=lambda w, input: os.path.dirname(input[0]),
         embedding=config["embedding"],
-        limit=config["reviews"]["rating_model_max_reviews"],
+        limit=lambda w: TASK_SPECS[w.task].reward_limit(config),
         seed=config["seed"],
     message:
-        "Fitting the reviews' rating model (the reward) on the train split"
+        "Fitting the {wildcards.task} reward model on the train split"
     shell:
-        "python -m pgrpo.rating_model --config {params.config} --data {params.data}"
-        " --out {output.model} --report {output.report} > {log} 2>&1"
+        "python -m pgrpo.rating_model --config {params.config} --task {wildcards.task}"
+        " --data {params.data} --out {output.model} --report {output.report} > {log} 2>&1"

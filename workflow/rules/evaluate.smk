@@ -36,18 +36,20 @@ rule evaluate:
         " {params.flags} --out {output} > {log} 2>&1"
 
 
-# Reference rows of table 1 and figure 3: model-free MovieLens recommenders (always one
-# letter, newest release, genre overlap, popularity) on the same test users.
+# Reference rows of a multiple-choice task's table and of figure 3 (MovieLens: model-free
+# recommenders, always one letter, newest release, genre overlap, popularity) on the same
+# test users.
 rule heuristics:
     input:
-        data=prepared("movielens", "items.jsonl", "histories.json"),
-        test=lambda w: heuristics_test(int(w.size)),
-        clusters=lambda w: clusters_file("movielens", w.partition),
+        data=lambda w: prepared(w.task, *TASK_SPECS[w.task].reference_files),
+        test=lambda w: heuristics_test(w.task, int(w.size)),
+        clusters=lambda w: clusters_file(w.task, w.partition),
     output:
-        f"{OUTPUTS}/movielens/{{partition}}/heuristics_c{{size}}.json",
+        f"{OUTPUTS}/{{task}}/{{partition}}/heuristics_c{{size}}.json",
     log:
-        f"{OUTPUTS}/logs/heuristics/{{partition}}/c{{size}}.log",
+        f"{OUTPUTS}/logs/heuristics/{{task}}/{{partition}}/c{{size}}.log",
     wildcard_constraints:
+        task=REFERENCED,
         size=r"\d+",
     conda:
         "../../envs/pgrpo.yaml"
@@ -57,10 +59,12 @@ rule heuristics:
     params:
         config=config_file,
         data=lambda w, input: os.path.dirname(input.data[0]),
-        evaluation=lambda w: section("movielens", "evaluation"),
+        evaluation=lambda w: section(w.task, "evaluation"),
         seed=config["seed"],
     message:
-        "Scoring the MovieLens reference rows ({wildcards.partition}, {wildcards.size} candidates)"
+        "Scoring the {wildcards.task} reference rows ({wildcards.partition},"
+        " {wildcards.size} candidates)"
     shell:
-        "python -m pgrpo.heuristics --config {params.config} --data {params.data}"
-        " --test {input.test} --clusters {input.clusters} --out {output} > {log} 2>&1"
+        "python -m pgrpo.heuristics --config {params.config} --task {wildcards.task}"
+        " --data {params.data} --test {input.test} --clusters {input.clusters}"
+        " --out {output} > {log} 2>&1"

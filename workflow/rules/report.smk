@@ -18,20 +18,21 @@ rule table:
     log:
         f"{OUTPUTS}/logs/table_{{table}}.log",
     wildcard_constraints:
-        table="table[1-4]_[a-z]+",
+        table=r"table\d+_\w+",
     conda:
         "../../envs/pgrpo.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
     params:
+        config=config_file,
         runs=catalogue_args,
         stem=lambda w, output: os.path.splitext(output.csv)[0],
     message:
         "Writing {wildcards.table}"
     shell:
-        "python -m pgrpo.catalogue --name {wildcards.table} --runs {params.runs}"
-        " --out {params.stem} --summary {output.summary} > {log} 2>&1"
+        "python -m pgrpo.catalogue --config {params.config} --name {wildcards.table}"
+        " --runs {params.runs} --out {params.stem} --summary {output.summary} > {log} 2>&1"
 
 
 rule figure:

@@ -1,17 +1,20 @@
 # The runs behind each table and figure of the catalogue, and the default target.
 # A run is a file named by a key MODEL/TASK/METHOD/SEED[/VARIANT] (pgrpo/catalogue.py).
 
+# Each task's own table (TaskSpec.table), then table 4 (every task's adapters).
 TABLES = {
-    "table1_movielens": "movielens",
-    "table2_personas": "personas",
-    "table3_reviews": "reviews",
+    **{spec.table: task for task, spec in TASK_SPECS.items() if spec.table},
     "table4_general": None,
 }
+# The model comparison and the ablations are drawn on one task, figures.task (MovieLens):
+# figure 3 needs its candidates, figure 4 its clusters.
+FIGURE_TASK = FIGURES["task"]
+FIGURE_SPEC = TASK_SPECS[FIGURE_TASK]
 FIGURES_OF = {
-    "fig2_reward_curves": "movielens",
-    "fig3_accuracy_vs_candidates": "movielens",
-    "fig4_cluster_ablation": "movielens",
-    "fig7_group_size": "movielens",
+    "fig2_reward_curves": FIGURE_TASK,
+    "fig3_accuracy_vs_candidates": FIGURE_SPEC.test_candidates and FIGURE_TASK,
+    "fig4_cluster_ablation": FIGURE_SPEC.grouping == "clusters" and FIGURE_TASK,
+    "fig7_group_size": FIGURE_TASK,
     "fig5_judge_winrates": None,
 }
 
@@ -27,15 +30,21 @@ def _trained(task, model=MAIN, part=None, variant="", methods=None, kinds=("eval
     return runs
 
 
-def task_table_runs(task, models):
-    runs = {}
-    for model in models:
+def task_table_runs(task):
+    """A task's table: the base model and both methods (every compared model on the figure
+    task), its reference rows at the main candidate count, its clusters' agreement with the
+    true groups, its fitted reward's accuracy."""
+    runs, spec = {}, TASK_SPECS[task]
+    for model in MODELS if task == FIGURE_TASK else [MAIN]:
         runs[f"{base_dir(task, model)}/eval.json"] = f"{model}/{task}/base/-"
         runs.update(_trained(task, model, kinds=("eval.json", "metrics.jsonl")))
-    if task == "movielens":  # the reference rows, at the main candidate count
-        runs[heuristics_file(config["evaluation"]["num_candidates"])] = (
-            f"{MAIN}/{task}/heuristics/-"
-        )
+    if spec.reference_rows:
+        size = config["evaluation"]["num_candidates"]
+        runs[heuristics_file(task, size)] = f"{MAIN}/{task}/heuristics/-"
+    if spec.labels_file:
+        runs[clusters_file(task)] = f"{MAIN}/{task}/clusters/-"
+    if spec.reward_model:
+        runs[f"{OUTPUTS}/{task}/rating_model.json"] = f"{MAIN}/{task}/rating_model/-"
     return runs
 
 
@@ -46,43 +55,42 @@ def general_runs():
     return runs
 
 
-def candidate_runs():
-    """MovieLens evaluations at each test candidate-set size (figure 3)."""
+def candidate_runs(task=FIGURE_TASK):
+    """Evaluations at each test candidate-set size (figure 3), with the reference rows."""
     runs, main = {}, config["evaluation"]["num_candidates"]
     for size in FIGURES["candidate_sizes"]:
         variant = f"c{size}"
         folder = "" if size == main else variant  # the main size is the plain evaluation
-        runs[os.path.join(base_dir("movielens"), folder, "eval.json")] = (
-            f"{MAIN}/movielens/base/-/{variant}"
-        )
-        runs[heuristics_file(size)] = f"{MAIN}/movielens/heuristics/-/{variant}"
+        runs[os.path.join(base_dir(task), folder, "eval.json")] = f"{MAIN}/{task}/base/-/{variant}"
+        if TASK_SPECS[task].reference_rows:
+            runs[heuristics_file(task, size)] = f"{MAIN}/{task}/heuristics/-/{variant}"
         for method in METHODS:
             for seed in SEEDS:
-                path = os.path.join(run_dir("movielens", method, seed), folder, "eval.json")
-                runs[path] = f"{MAIN}/movielens/{method}/{seed}/{variant}"
+                path = os.path.join(run_dir(task, method, seed), folder, "eval.json")
+                runs[path] = f"{MAIN}/{task}/{method}/{seed}/{variant}"
     return runs
 
 
-def ablation_runs():
-    """P-GRPO on MovieLens with K-Means and random partitions; GRPO for reference."""
+def ablation_runs(task=FIGURE_TASK):
+    """P-GRPO with K-Means and random partitions (figure 4); GRPO for reference."""
     kinds = ("eval.json", "metrics.jsonl")
-    main = partition("movielens")
-    runs = _trained("movielens", part=main, variant=main, methods=["grpo"], kinds=kinds)
+    main = partition(task)
+    runs = _trained(task, part=main, variant=main, methods=["grpo"], kinds=kinds)
     parts = [f"kmeans_k{k}" for k in FIGURES["cluster_counts"]]
     parts += [f"random_k{k}" for k in FIGURES["random_cluster_counts"]]
     for part in parts:
-        runs.update(_trained("movielens", part=part, variant=part, methods=["pgrpo"], kinds=kinds))
+        runs.update(_trained(task, part=part, variant=part, methods=["pgrpo"], kinds=kinds))
     return runs
 
 
-def group_size_runs():
-    """Both methods on MovieLens trained with each group size of figures.group_sizes."""
+def group_size_runs(task=FIGURE_TASK):
+    """Both methods trained with each group size of figures.group_sizes (figure 7)."""
     runs = {}
     for size in FIGURES["group_sizes"]:
         for method in METHODS:
             for seed in SEEDS:
-                folder = run_dir("movielens", group_size_folder(method, size), seed)
-                key = f"{MAIN}/movielens/{method}/{seed}/g{size}"
+                folder = run_dir(task, group_size_folder(method, size), seed)
+                key = f"{MAIN}/{task}/{method}/{seed}/g{size}"
                 runs.update({f"{folder}/{kind}": key for kind in ("eval.json", "metrics.jsonl")})
     return runs
 
@@ -98,20 +106,14 @@ def judge_runs():
 
 def catalogue_runs(name):
     """{path: key} of the runs a table or figure is made of."""
-    if name == "table1_movielens":
-        return task_table_runs("movielens", MODELS)
-    if name == "table2_personas":
-        runs = task_table_runs("personas", [MAIN])
-        return {**runs, clusters_file("personas"): f"{MAIN}/personas/clusters/-"}
-    if name == "table3_reviews":
-        runs = task_table_runs("reviews", [MAIN])
-        return {**runs, f"{OUTPUTS}/reviews/rating_model.json": f"{MAIN}/reviews/rating_model/-"}
     if name == "table4_general":
         return general_runs()
+    if name in TABLES:
+        return task_table_runs(TABLES[name])
     if name == "fig2_reward_curves":
         runs = {}
         for model in MODELS:
-            runs.update(_trained("movielens", model, kinds=("metrics.jsonl",)))
+            runs.update(_trained(FIGURE_TASK, model, kinds=("metrics.jsonl",)))
         return runs
     if name == "fig3_accuracy_vs_candidates":
         return candidate_runs()

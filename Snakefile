@@ -21,7 +21,7 @@ include: "workflow/rules/simulate.smk"
 
 
 # Rules that a cluster executor runs on the submitting node instead of submitting: cheap
-# ones, and those that need the internet (compute nodes often have none).
+# ones here, and the raw data rules that need the internet (workflow/rules/data.smk).
 localrules:
     all,
     table,
@@ -29,10 +29,6 @@ localrules:
     reward_curves,
     manifest,
     compare_reference,
-    download_movielens_1m,
-    download_goodreads,
-    extract_movielens_100k,
-    extract_clothing_reviews,
 
 
 report: "workflow/report/workflow.rst"

@@ -76,7 +76,10 @@ def validate_config(config: dict, source: str = "config") -> dict:
     modules = config.get("task_modules") or []
     if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
         raise PgrpoError(f"{source}: task_modules: {modules!r} is not a list of module names")
-    specs = task_specs(modules)
+    try:
+        specs = task_specs(modules)
+    except PgrpoError as e:
+        raise PgrpoError(f"{source}: {e}") from None
     schema = extend_schema(_schema(), specs)
     _fill_defaults(schema, config)
     validator = jsonschema.Draft7Validator(schema)

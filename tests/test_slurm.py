@@ -19,11 +19,21 @@ from pipeline_run import TEST_CONFIG, environment, snakemake, snakemake_command
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-# The Snakefile's `localrules:` block: the rules that run on the submitting node.
-LOCAL_RULES = set(
-    re.findall(r"\w+", re.search(r"(?m)^localrules:\n((?:    \w+,\n)+)",
-                                 (REPO / "Snakefile").read_text()).group(1))
-)  # fmt: skip
+
+
+def local_rules() -> set[str]:
+    """The rules that run on the submitting node: the Snakefile's `localrules:` block, and the
+    raw data rules of every task (TaskSpec.sources; workflow/rules/data.smk makes them local)."""
+    from pgrpo.config import load_configs
+    from pgrpo.tasks.registry import config_specs
+
+    block = re.search(r"(?m)^localrules:\n((?:    \w+,\n)+)", (REPO / "Snakefile").read_text())
+    config = load_configs([REPO / "config.yaml", TEST_CONFIG])
+    sources = {s.rule for spec in config_specs(config).values() for s in spec.sources(config)}
+    return set(re.findall(r"\w+", block.group(1))) | sources
+
+
+LOCAL_RULES = local_rules()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import jsonschema
 import yaml
 
 from pgrpo.io import PgrpoError
-from pgrpo.tasks.registry import extend_schema, task_spec, task_specs
+from pgrpo.tasks.registry import TASK_SECTIONS, extend_schema, task_spec, task_specs
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -30,10 +30,6 @@ def _schema() -> dict:
 def model_dir_name(name: str) -> str:
     """A folder name for a model name or hub id (``Qwen/Qwen3-8B`` -> ``Qwen--Qwen3-8B``)."""
     return name.replace("/", "--")
-
-
-# Each task's config section may override these sections for it.
-TASK_SECTIONS = ("clustering", "train", "evaluation")
 
 
 def _fill_defaults(schema: dict, node: dict) -> None:
@@ -186,7 +182,7 @@ def load_task_config(path: str | Path, task: str | None) -> tuple[str, dict]:
     """(task, the config file ``path`` as it sees it: :func:`task_config`); ``task`` None is
     the config's first task, what an entry point's ``--task`` defaults to."""
     config = load_config(path)
-    task = task or config["tasks"][0]
+    task = task_spec(task, config).name
     return task, task_config(config, task)
 
 

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="output .npz (user_ids, embeddings)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    spec = task_spec(args.task or config["tasks"][0], config)
+    spec = task_spec(args.task, config)
     if spec.user_texts is None:
         raise PgrpoError(f"--task: the {spec.name} task's groups are given, it embeds no users")
     texts, histories = spec.user_texts(Path(args.data))

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    spec = task_spec(args.task or config["tasks"][0], config)
+    spec = task_spec(args.task, config)
     if spec.reference_rows is None:
         raise PgrpoError(f"--task: the {spec.name} task has no reference rows")
     data_dir = Path(args.data)

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
                         "candidates to --out (a file)")  # fmt: skip
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    spec = task_spec(args.task or config["tasks"][0], config)
+    spec = task_spec(args.task, config)
     if args.raw and spec.raw is None:
         raise PgrpoError(f"--raw: the {spec.name} task generates its data, it reads no raw data")
     if args.test_candidates is not None:

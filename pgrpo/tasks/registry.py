@@ -28,6 +28,8 @@ ENTRY_POINT_GROUP = "pgrpo.tasks"
 # How a task's preference groups are made: K-Means (or random) over user embeddings, or the
 # groups the prepared data gives (``groups.json``, in the clustering rule's layout).
 GROUPINGS = ("clusters", "given")
+# The top-level sections each task's config section may override for it.
+TASK_SECTIONS = ("clustering", "train", "evaluation")
 
 
 @dataclass(frozen=True)
@@ -166,8 +168,10 @@ def config_specs(config: dict) -> dict[str, TaskSpec]:
     return task_specs(config.get("task_modules") or ())
 
 
-def task_spec(name: str, config: dict) -> TaskSpec:
-    """The task ``name`` of a validated config; a one-line error lists the known ones."""
+def task_spec(name: str | None, config: dict) -> TaskSpec:
+    """The task ``name`` of a validated config (None: its first task, what an entry point's
+    ``--task`` defaults to); a one-line error lists the known ones."""
+    name = name or config["tasks"][0]
     specs = config_specs(config)
     if name not in specs:
         raise PgrpoError(f"task: {name!r} is not one of {', '.join(specs)}")
@@ -179,7 +183,7 @@ def extend_schema(schema: dict, specs: dict[str, TaskSpec]) -> dict:
     clustering/train/evaluation overrides every task takes) and its name among ``tasks``."""
     schema = copy.deepcopy(schema)
     properties = schema["properties"]
-    overrides = {k: properties["movielens"]["properties"][k] for k in _OVERRIDES}
+    overrides = {k: properties["movielens"]["properties"][k] for k in TASK_SECTIONS}
     for name, spec in specs.items():
         if name in properties:
             continue
@@ -190,6 +194,3 @@ def extend_schema(schema: dict, specs: dict[str, TaskSpec]) -> dict:
         properties[name] = section
     properties["tasks"]["items"]["enum"] = list(specs)
     return schema
-
-
-_OVERRIDES = ("clustering", "train", "evaluation")

@@ -57,6 +57,7 @@ def run_pgrpo(args, method: str) -> dict:
     """pgrpo's Trainer, stepped by hand on the workload's prompts."""
     from accelerate import Accelerator
 
+    from pgrpo.methods import BUILTIN
     from pgrpo.models import add_lora, load_base_model, load_tokenizer, stop_token_ids
     from pgrpo.rollout import encode_prompts
     from pgrpo.trainer import Trainer, TrainSettings
@@ -66,7 +67,8 @@ def run_pgrpo(args, method: str) -> dict:
     folder = model_dir(args)
     tokenizer = load_tokenizer(folder)
     settings = TrainSettings(
-        method=method, steps=len(per_step), prompts_per_step=args.prompts,
+        method=method, advantage=BUILTIN[method]["advantage"], steps=len(per_step),
+        prompts_per_step=args.prompts,
         group_size=args.group_size, max_new_tokens=args.max_new_tokens,
         temperature=args.temperature, learning_rate=args.learning_rate, beta=args.beta,
         seed=args.seed, precision=args.precision,

@@ -61,6 +61,18 @@ def group_advantages(
     return centred.reshape(-1).to(rewards.dtype)  # [N]
 
 
+def batch_advantages(
+    rewards: torch.Tensor, eps: float = 1e-4, unbiased: bool = True
+) -> torch.Tensor:
+    """Batch-normalised advantage A_i = (R_i - mean(R)) / (std(R) + eps) over the whole batch
+    [N] of every prompt of the step: the paper's Figure 1(b), where a minority cluster whose
+    rewards sit below the batch mean receives negative advantages on every sample. Returns
+    [N] in rewards' dtype."""
+    correction = 1 if unbiased else 0
+    centred = rewards - rewards.mean()
+    return (centred / (rewards.std(correction=correction) + eps)).to(rewards.dtype)
+
+
 def _batch_cluster_moments(
     rewards: torch.Tensor, cluster_ids: torch.Tensor, num_clusters: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     known = captions(load_config(args.config) if args.config else None)
     if args.name not in known:
         raise PgrpoError(f"--name: {args.name!r} is not one of {', '.join(known)}")
-    rows = cells(parse_runs(args.runs))
+    rows = cells(parse_runs(args.runs), args.reference_method)
     write_tables(rows, args.out, known[args.name])
     if args.summary:
         write_json(args.summary, summary(rows))

@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from pgrpo.io import PgrpoError
+from pgrpo.methods import check_methods, method_train, normalise_methods
 from pgrpo.tasks.registry import TASK_SECTIONS, extend_schema, task_spec, task_specs
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
@@ -51,7 +52,7 @@ def _yaml_scalar(value) -> str:
 
 
 def _error_line(error: jsonschema.ValidationError, source: str, within: str = "") -> str:
-    key = within + ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    key = (within + ".".join(str(p) for p in error.absolute_path)).rstrip(".") or "<top level>"
     if error.validator == "additionalProperties":
         allowed = set(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - allowed)
@@ -78,10 +79,13 @@ def validate_config(config: dict, source: str = "config") -> dict:
         raise PgrpoError(f"{source}: {e}") from None
     schema = extend_schema(_schema(), specs)
     _fill_defaults(schema, config)
+    if isinstance(config.get("train"), dict):
+        normalise_methods(config["train"], source)
     validator = jsonschema.Draft7Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise PgrpoError(_error_line(errors[0], source))
+    _check_methods(config, schema, source)
     for task, spec in specs.items():  # each task's overrides, as the sections they produce
         merged = task_config(config, task)
         errors = sorted(validator.iter_errors(merged), key=lambda e: list(e.absolute_path))
@@ -96,6 +100,28 @@ def validate_config(config: dict, source: str = "config") -> dict:
         )
     sort_keys(config)
     return config
+
+
+def _check_methods(config: dict, schema: dict, source: str) -> None:
+    """Each method of ``train.methods`` (:mod:`pgrpo.methods`), and the ``train`` section it
+    trains with, validated as the section itself is; no task may choose its own methods."""
+    check_methods(config, source)
+    train = schema["properties"]["train"]
+    validator = jsonschema.Draft7Validator(train)
+    for name in config["train"]["methods"]:
+        merged = method_train(config["train"], name)
+        merged.pop("advantage")
+        errors = sorted(validator.iter_errors(merged), key=lambda e: list(e.absolute_path))
+        if errors:
+            raise PgrpoError(_error_line(errors[0], source, within=f"train.methods.{name}."))
+    for task in config["tasks"]:
+        own = config.get(task, {}).get("train", {})
+        chosen = sorted({"methods", "reference_method"} & own.keys())
+        if chosen:
+            raise PgrpoError(
+                f"{source}: {task}.train.{chosen[0]}: methods are the same for every task "
+                f"(set train.{chosen[0]})"
+            )
 
 
 def _refuse_non_finite(node, source: str, key: str = "") -> None:

@@ -41,7 +41,7 @@ from pgrpo.plotting import (
     step_curves,
     variant_number,
 )
-from pgrpo.tables import DIFFERENCE, METHOD_LABELS, Run
+from pgrpo.tables import Run, differences, method_label, trained_methods
 
 SHARE = "zero_std_group_fraction"
 ADVANTAGE = "advantage_mean/cluster_"
@@ -111,7 +111,7 @@ def fig6(runs: list[Run], rows: list[dict], stem: str | Path) -> None:
         ax.legend(fontsize=8)
         ax = axes[1][col]
         cells = [r for r in rows if r["task"] == task and r["metric"] == "advantage_mean"]
-        methods = sorted({r["method"] for r in cells} & {"grpo", "pgrpo"})
+        methods = trained_methods(r["method"] for r in cells)
         clusters = sorted({r["cluster"] for r in cells}, key=lambda c: (len(c), c))
         width = 0.8 / max(1, len(methods))
         for i, method in enumerate(methods):
@@ -120,7 +120,7 @@ def fig6(runs: list[Run], rows: list[dict], stem: str | Path) -> None:
             ys = [by[c]["mean"] for c in clusters if c in by]
             err = [half_width(by[c]) for c in clusters if c in by]
             ax.bar(xs, ys, width, yerr=err, capsize=3, color=f"C{i}",
-                   label=METHOD_LABELS.get(method, method))  # fmt: skip
+                   label=method_label(method))  # fmt: skip
         ax.axhline(0, color="k", linewidth=0.8)
         ax.set_xticks([j + width * (len(methods) - 1) / 2 for j in range(len(clusters))])
         ax.set_xticklabels(clusters, fontsize=8, rotation=30)
@@ -128,41 +128,46 @@ def fig6(runs: list[Run], rows: list[dict], stem: str | Path) -> None:
         ax.set_ylabel("mean advantage over training")
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=8)
-    fig.suptitle("Where GRPO and P-GRPO differ: all-equal groups and per-cluster advantage "
+    fig.suptitle("Where the methods differ: all-equal groups and per-cluster advantage "
                  "(mean, 95% CI over seeds)", fontsize=11)  # fmt: skip
     fig.tight_layout()
     save(fig, stem)
 
 
 def fig7(rows: list[dict], stem: str | Path) -> None:
-    """Figure 7: the group-size ablation on MovieLens (variants ``g{G}``). Left: P-GRPO -
-    GRPO letter accuracy (paired by seed) against G; right: the share of all-equal groups of
-    each method against G. Mean and 95% interval over seeds."""
+    """Figure 7: the group-size ablation on MovieLens (variants ``g{G}``). Left: each
+    method's letter accuracy minus the reference method's (P-GRPO - GRPO, paired by seed)
+    against G; right: the share of all-equal groups of each method against G. Mean and 95%
+    interval over seeds."""
 
     def points(method: str, metric: str) -> dict[str, dict]:
         return {r["variant"]: r for r in rows if r["method"] == method and r["metric"] == metric
                 and r["cluster"] == "all"}  # fmt: skip
 
-    difference = points(DIFFERENCE, "letter_accuracy")
-    if len(difference) < 2:
+    names = [r["method"] for r in rows]
+    curves = {d: points(d, "letter_accuracy") for d in differences(names)}
+    curves = {d: c for d, c in curves.items() if len(c) >= 2}
+    if not curves:
         raise PgrpoError(
-            "fig7: P-GRPO - GRPO letter accuracy is needed at 2 or more group sizes (both "
-            f"methods, 2+ common seeds), got {sorted(difference)}"
+            "fig7: a method's letter accuracy minus the reference method's is needed at 2 or "
+            "more group sizes (both methods, 2+ common seeds)"
         )
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    errorbar(left, difference, "P-GRPO − GRPO", "C2")
+    methods = trained_methods(names)
+    for d, curve in curves.items():
+        errorbar(left, curve, method_label(d), f"C{len(methods) + list(curves).index(d)}")
     left.axhline(0, color="k", linewidth=0.8)
     left.set_ylabel("letter accuracy difference (paired by seed)")
-    for i, method in enumerate(("grpo", "pgrpo")):
+    for i, method in enumerate(methods):
         share = points(method, "all_equal_share")
         if share:
-            errorbar(right, share, METHOD_LABELS[method], f"C{i}")
+            errorbar(right, share, method_label(method), f"C{i}")
     right.set_ylabel("share of all-equal groups")
     right.set_ylim(-0.02, 1.02)
     for ax in (left, right):
         ax.set_xlabel("group size G")
-        ax.set_xticks(sorted(variant_number(v) for v in difference))
+        ax.set_xticks(sorted({variant_number(v) for c in curves.values() for v in c}))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("MovieLens: the methods against the group size (mean, 95% CI over seeds)",

@@ -8,12 +8,14 @@ Runs are named as in :mod:`pgrpo.tables` (``MODEL/TASK/METHOD/SEED[/VARIANT]=PAT
   the validation letter accuracy against updates where the runs scored it.
 * ``fig3_accuracy_vs_candidates``: ``eval.json`` with variant ``c{N}`` (N candidates at test,
   models trained with 4); accuracy against N per method, chance 1/N dashed.
-* ``fig4_cluster_ablation``: P-GRPO runs with variant ``kmeans_k{K}`` / ``random_k{K}`` (eval
-  and metrics), GRPO with the main partition as reference. Left: test accuracy and final
+* ``fig4_cluster_ablation``: runs of the personalised methods (P-GRPO) with variant
+  ``kmeans_k{K}`` / ``random_k{K}`` (eval and metrics), the reference method (GRPO) with the
+  main partition. Left: test accuracy and final
   training reward against K (K-Means); right: K-Means against random clusters of the same
   sizes at each K trained with both.
-* ``fig5_judge_winrates``: ``judge_winrates.json`` per seed; P-GRPO's win rate over GRPO per
-  preference group, one panel per task, 0.5 = no preference.
+* ``fig5_judge_winrates``: ``judge_winrates.json`` per seed and method; each method's win
+  rate over the reference method (``--reference-method``: P-GRPO over GRPO) per preference
+  group, one panel per task, 0.5 = no preference.
 * ``fig6_training_dynamics``: ``metrics.jsonl`` of both methods on every task; the share of
   all-equal groups per step and the mean advantage per cluster (:mod:`pgrpo.dynamics`).
 * ``fig7_group_size``: ``eval.json`` and ``metrics.jsonl`` of both methods on MovieLens with
@@ -31,12 +33,14 @@ different numbers of steps or a NaN value stop it with a one-line error.
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from pgrpo.dynamics import fig6, fig7, validation_curves
 from pgrpo.io import PgrpoError, run_cli, write_text
+from pgrpo.methods import is_difference
 from pgrpo.plotting import (
     WINDOW,
     band,
@@ -50,12 +54,12 @@ from pgrpo.plotting import (
     variant_number,
 )
 from pgrpo.tables import (
-    DIFFERENCE,
-    METHOD_LABELS,
     Run,
     catalogue_parser,
     cells,
+    method_label,
     parse_runs,
+    trained_methods,
     write_tables,
 )
 
@@ -97,7 +101,7 @@ def fig2(runs: list[Run], stem: str | Path) -> None:
         ):
             options.add(k)
             mean, half = band(values)
-            label = f"{METHOD_LABELS.get(method, method)} ({seeds_label(len(values))})"
+            label = f"{method_label(method)} ({seeds_label(len(values))})"
             ax.errorbar(updates, mean, yerr=half, color=f"C{i}", marker="o", capsize=3,
                         label=label)  # fmt: skip
         if rows == 2:
@@ -123,7 +127,7 @@ def _points(rows: list[dict], metric: str, cluster: str = "all") -> dict[str, di
     """method -> variant -> row, for one metric."""
     out: dict[str, dict[str, dict]] = defaultdict(dict)
     for r in rows:
-        if r["metric"] == metric and r["cluster"] == cluster and r["method"] != DIFFERENCE:
+        if r["metric"] == metric and r["cluster"] == cluster and not is_difference(r["method"]):
             out[r["method"]][r["variant"]] = r
     return out
 
@@ -133,7 +137,7 @@ REFERENCE_ROWS = ("popularity", "genre", "recent", "one_letter")
 
 def fig3(rows: list[dict], stem: str | Path) -> None:
     """Letter accuracy (option scoring, position-balanced) against the candidate count: the
-    base model and both methods with intervals over seeds, the reference rows dashed."""
+    base model and every method with intervals over seeds, the reference rows dashed."""
     points = _points(rows, "letter_accuracy")
     sizes = {v for p in points.values() for v in p}
     for method, p in points.items():
@@ -142,12 +146,13 @@ def fig3(rows: list[dict], stem: str | Path) -> None:
             raise PgrpoError(f"fig3: {method} has no letter accuracy for {', '.join(missing)}")
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    for i, method in enumerate(m for m in ("base", "grpo", "pgrpo") if m in points):
-        errorbar(ax, points[method], METHOD_LABELS[method], f"C{i}")
+    solid = [m for m in ("base", *trained_methods(points)) if m in points]
+    for i, method in enumerate(solid):
+        errorbar(ax, points[method], method_label(method), f"C{i}")
     for i, method in enumerate(m for m in REFERENCE_ROWS if m in points):
         xs = sorted(points[method], key=variant_number)
         ax.plot([variant_number(v) for v in xs], [points[method][v]["mean"] for v in xs], ":",
-                marker="x", color=f"C{i + 3}", label=METHOD_LABELS[method])  # fmt: skip
+                marker="x", color=f"C{i + len(solid)}", label=method_label(method))  # fmt: skip
     ns = sorted(variant_number(v) for v in sizes)
     ax.plot(ns, [1 / n for n in ns], "k--", linewidth=1, label="chance (1/N)")
     ax.set_xlabel("candidates at test time (trained with 4)")
@@ -160,45 +165,62 @@ def fig3(rows: list[dict], stem: str | Path) -> None:
 
 
 def fig4(rows: list[dict], stem: str | Path) -> None:
+    """The cluster ablation: each method trained with several K-Means cluster counts (the
+    personalised ones, P-GRPO) against K, the others (GRPO) as lines at their own partition;
+    right, K-Means against random clusters of the same sizes."""
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     acc, train = _points(rows, "accuracy"), _points(rows, "final_train_reward")
-    kmeans = {v: r for v, r in acc.get("pgrpo", {}).items() if v.startswith("kmeans")}
-    if len(kmeans) < 2:
-        raise PgrpoError("fig4: needs P-GRPO runs with at least two K-Means cluster counts")
-    errorbar(left, kmeans, "P-GRPO test accuracy", "C1")
-    kmeans_train = {v: r for v, r in train.get("pgrpo", {}).items() if v.startswith("kmeans")}
-    errorbar(left, kmeans_train, "P-GRPO training reward (last 10%)", "C2", marker="s")
-    for v, r in acc.get("grpo", {}).items():
-        left.axhline(r["mean"], color="C0", linestyle="--", label=f"GRPO test accuracy ({v})")
+
+    def kmeans(points: dict, method: str) -> dict:
+        return {v: r for v, r in points.get(method, {}).items() if v.startswith("kmeans")}
+
+    ablated = [m for m in trained_methods(acc) if len(kmeans(acc, m)) >= 2]
+    if not ablated:
+        raise PgrpoError("fig4: needs a method's runs with at least two K-Means cluster counts")
+    for i, method in enumerate(ablated):
+        name = method_label(method)
+        errorbar(left, kmeans(acc, method), f"{name} test accuracy", f"C{2 * i + 1}")
+        errorbar(left, kmeans(train, method), f"{name} training reward (last 10%)",
+                 f"C{2 * i + 2}", marker="s")  # fmt: skip
+    for method in (m for m in trained_methods(acc) if m not in ablated):
+        for v, r in acc[method].items():
+            left.axhline(r["mean"], color="C0", linestyle="--",
+                         label=f"{method_label(method)} test accuracy ({v})")  # fmt: skip
     left.set_xscale("log", base=2)
-    counts = sorted(variant_number(v) for v in kmeans)
+    counts = sorted({variant_number(v) for m in ablated for v in kmeans(acc, m)})
     left.set_xticks(counts, [str(k) for k in counts])
     left.set_xlabel("number of user clusters K")
     left.set_ylabel("accuracy / reward")
     left.set_title("Cluster granularity")
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
-    random = {v: r for v, r in acc.get("pgrpo", {}).items() if v.startswith("random")}
-    if not random:
-        raise PgrpoError("fig4: no P-GRPO run with random clusters")
-    ks = sorted(variant_number(v) for v in random)
-    for j, (name, source) in enumerate((("K-Means", "kmeans"), ("random", "random"))):
-        cells = [acc["pgrpo"].get(f"{source}_k{k}") for k in ks]
-        if any(c is None for c in cells):
-            raise PgrpoError(f"fig4: {name} P-GRPO is missing for one of K = {ks}")
-        err = [half_width(c) for c in cells]
-        right.bar(np.arange(len(ks)) + 0.4 * j - 0.2, [c["mean"] for c in cells], 0.4,
-                  yerr=err, capsize=3, label=name, color=f"C{3 + j}")  # fmt: skip
+    bars = [(m, source) for m in ablated for source in ("kmeans", "random")]
+    width = 0.8 / len(bars)
+    ks: list[int] = []
+    for j, (method, source) in enumerate(bars):
+        random = {v for v in acc[method] if v.startswith("random")}
+        if not random:
+            raise PgrpoError(f"fig4: no {method_label(method)} run with random clusters")
+        ks = sorted(variant_number(v) for v in random)
+        cells_ = [acc[method].get(f"{source}_k{k}") for k in ks]
+        name = "K-Means" if source == "kmeans" else "random"
+        if any(c is None for c in cells_):
+            raise PgrpoError(f"fig4: {name} {method_label(method)} is missing for one of K = {ks}")
+        right.bar(np.arange(len(ks)) + width * (j + 0.5) - 0.4, [c["mean"] for c in cells_],
+                  width, yerr=[half_width(c) for c in cells_], capsize=3, color=f"C{3 + j}",
+                  label=f"{method_label(method)}, {name}")  # fmt: skip
     right.set_xticks(range(len(ks)), [f"K={k}" for k in ks])
-    right.set_ylabel("P-GRPO test accuracy")
+    right.set_ylabel("test accuracy")
     right.set_title("K-Means vs random clusters (same sizes)")
-    right.legend()
+    right.legend(fontsize=8)
     fig.tight_layout()
     save(fig, stem)
 
 
-def fig5(rows: list[dict], stem: str | Path) -> None:
+def fig5(rows: list[dict], stem: str | Path, reference: str) -> None:
+    """Each method's win rate over the reference method's answers per preference group,
+    one panel per task, 0.5 = no preference."""
     by_task: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         if r["metric"] == "win_rate":
@@ -208,14 +230,22 @@ def fig5(rows: list[dict], stem: str | Path) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(by_task), figsize=(5 * len(by_task), 4), squeeze=False)
     for ax, (task, cells_) in zip(axes[0], by_task.items(), strict=True):
-        groups = [c["cluster"] for c in cells_]
-        err = [half_width(c) for c in cells_]
-        ax.bar(range(len(groups)), [c["mean"] for c in cells_], yerr=err, capsize=3, color="C1")
+        groups = list(dict.fromkeys(c["cluster"] for c in cells_))
+        methods = trained_methods(c["method"] for c in cells_)
+        width = 0.8 / len(methods)
+        for i, method in enumerate(methods):
+            by = {c["cluster"]: c for c in cells_ if c["method"] == method}
+            xs = [j + width * (i + 0.5) - 0.4 for j, g in enumerate(groups) if g in by]
+            mine = [by[g] for g in groups if g in by]
+            ax.bar(xs, [c["mean"] for c in mine], width, yerr=[half_width(c) for c in mine],
+                   capsize=3, color=f"C{i + 1}", label=method_label(method))  # fmt: skip
         ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(groups)), groups, rotation=45, ha="right")
         ax.set_ylim(0, 1)
-        ax.set_title(f"{task}: P-GRPO vs GRPO ({seeds_label(cells_[0]['n_seeds'])})")
-        ax.set_ylabel("P-GRPO win rate (ties count half)")
+        ax.set_title(f"{task}: against {method_label(reference)} "
+                     f"({seeds_label(cells_[0]['n_seeds'])})")  # fmt: skip
+        ax.set_ylabel("win rate over the reference (ties count half)")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     save(fig, stem)
 
@@ -224,16 +254,18 @@ CAPTIONS = {
     "fig2_reward_curves": "Figure 2 data: final training reward per model and method.",
     "fig3_accuracy_vs_candidates": "Figure 3 data: MovieLens test accuracy per candidate-set "
     "size (variant cN), models trained with 4 candidates; mean ± 95% CI over seeds.",
-    "fig4_cluster_ablation": "Figure 4 data: P-GRPO on MovieLens with K-Means or random "
-    "clusters (variant) of each size K; GRPO for reference; mean ± 95% CI over seeds.",
-    "fig5_judge_winrates": "Figure 5 data: the judge's win rate of P-GRPO over GRPO per "
-    "preference group (0.5 = no preference; ties count half); mean ± 95% CI over seeds.",
+    "fig4_cluster_ablation": "Figure 4 data: the personalised methods (P-GRPO) on MovieLens with "
+    "K-Means or random clusters (variant) of each size K; the reference method (GRPO) for "
+    "comparison; mean ± 95% CI over seeds.",
+    "fig5_judge_winrates": "Figure 5 data: the judge's win rate of each method over the "
+    "reference method (P-GRPO over GRPO) per preference group (0.5 = no preference; ties count "
+    "half); mean ± 95% CI over seeds.",
     "fig6_training_dynamics": "Figure 6 data: share of generation groups whose rewards are all "
     "equal (mean over steps) and mean advantage per cluster, per task and method; mean ± 95% "
     "CI over seeds.",
-    "fig7_group_size": "Figure 7 data: both methods on MovieLens trained with group size G "
-    "(variant gG): letter accuracy, the share of all-equal groups and the paired P-GRPO − GRPO "
-    "difference; mean ± 95% CI over seeds.",
+    "fig7_group_size": "Figure 7 data: every method on MovieLens trained with group size G "
+    "(variant gG): letter accuracy, the share of all-equal groups and the paired difference "
+    "from the reference method (P-GRPO − GRPO); mean ± 95% CI over seeds.",
 }
 
 
@@ -251,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not (args.figure and args.table):
         raise PgrpoError(f"{args.name}: --figure and --table are required (or --curves)")
-    rows = cells(runs)
+    rows = cells(runs, args.reference_method)
     if args.name == "fig2_reward_curves":
         fig2(runs, args.figure)
     elif args.name == "fig6_training_dynamics":
@@ -260,7 +292,8 @@ def main(argv: list[str] | None = None) -> None:
         fig7(rows, args.figure)
     else:
         {"fig3_accuracy_vs_candidates": fig3, "fig4_cluster_ablation": fig4,
-         "fig5_judge_winrates": fig5}[args.name](rows, args.figure)  # fmt: skip
+         "fig5_judge_winrates": partial(fig5, reference=args.reference_method),
+         }[args.name](rows, args.figure)  # fmt: skip
     write_tables(rows, args.table, CAPTIONS[args.name])
     print(Path(f"{args.table}.md").read_text())
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from pgrpo.io import PgrpoError, atomic_path, read_jsonl
 from pgrpo.stats import t_quantile
-from pgrpo.tables import METHOD_LABELS, Run
+from pgrpo.tables import Run, method_label
 
 WINDOW = 10
 
@@ -79,7 +79,7 @@ def plot_bands(ax, methods: dict[str, np.ndarray]) -> None:
     for i, method in enumerate(sorted(methods)):
         mean, half = band(methods[method])
         steps = np.arange(len(mean))
-        label = f"{METHOD_LABELS.get(method, method)} ({seeds_label(len(methods[method]))})"
+        label = f"{method_label(method)} ({seeds_label(len(methods[method]))})"
         ax.plot(steps, mean, color=f"C{i}", linewidth=2, label=label)
         ax.fill_between(steps, mean - half, mean + half, color=f"C{i}", alpha=0.2)
 

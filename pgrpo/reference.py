@@ -24,7 +24,8 @@ cell it says:
         --tables results/tables/*.csv --out results/comparison
     python -m pgrpo.reference power --reference results/reference.json --out power.md
 
-``power`` lists, for every published P-GRPO - GRPO headline cell, its minimum detectable
+``power`` lists, for every published difference headline cell (each method minus the
+reference method: P-GRPO - GRPO), its minimum detectable
 difference and the seeds a 95% interval of ``--half-width`` (0.03) would need at its spread.
 """
 
@@ -38,8 +39,8 @@ from pathlib import Path
 from scipy import stats
 
 from pgrpo.io import PgrpoError, read_json, run_cli, write_json, write_text
+from pgrpo.methods import is_difference
 from pgrpo.stats import Interval, minimum_detectable_difference, seeds_for_half_width, t_quantile
-from pgrpo.tables import DIFFERENCE
 
 HEADLINE_CLUSTERS = ("all", "worst")
 
@@ -152,11 +153,12 @@ def _cell(mean: float, half: float | None) -> str:
 
 
 def power_table(reference: dict, half_width: float) -> list[dict]:
-    """Per published P-GRPO - GRPO headline cell: its interval, its minimum detectable
+    """Per published difference headline cell (P-GRPO - GRPO, every method minus the
+    reference method): its interval, its minimum detectable
     difference and the seeds an interval of ``half_width`` would need at its spread."""
     rows = []
     for key, cell in reference["cells"].items():
-        if f"/{DIFFERENCE}/" not in key or cell["ci95"] is None:
+        if not is_difference(key.split("/")[3]) or cell["ci95"] is None:
             continue
         interval = Interval(cell["mean"], cell["ci95"], cell["n_seeds"])
         needed = seeds_for_half_width(interval, half_width)
@@ -167,7 +169,7 @@ def power_table(reference: dict, half_width: float) -> list[dict]:
 
 
 def power_markdown(rows: list[dict], half_width: float) -> str:
-    lines = [f"| cell | P-GRPO - GRPO | seeds | MDD (80% power) | seeds for ±{half_width} |",
+    lines = [f"| cell | difference | seeds | MDD (80% power) | seeds for ±{half_width} |",
              "|---|---|---|---|---|"]  # fmt: skip
     lines += [f"| {r['cell']} | {_cell(r['mean'], r['ci95'])} | {r['n_seeds']} | "
               f"{r['mdd']:.3f} | {r['seeds_for_half_width']} |" for r in rows]  # fmt: skip

@@ -28,7 +28,12 @@ import math
 import numpy as np
 import torch
 
-from pgrpo.advantages import ClusterRewardStats, group_advantages, pgrpo_advantages
+from pgrpo.advantages import (
+    ClusterRewardStats,
+    batch_advantages,
+    group_advantages,
+    pgrpo_advantages,
+)
 from pgrpo.config import load_config
 from pgrpo.io import atomic_path, run_cli
 
@@ -75,7 +80,7 @@ def advantages(method: str, rewards, clusters, stats, group_size: int, eps: floa
     if method == "grpo_batch":
         return group_advantages(rewards, group_size, "batch", eps)
     if method == "batch_mean":  # the normalisation of the paper's Figure 1(b)
-        return (rewards - rewards.mean()) / (rewards.std() + eps)
+        return batch_advantages(rewards, eps)
     return pgrpo_advantages(rewards, clusters, stats, group_size, eps)
 
 

@@ -16,10 +16,13 @@ Each run gives per-seed *values* (metric, cluster, value); values of the same
 (task, model, method, cluster, metric[, variant]) over seeds become one *cell*
 (:func:`pgrpo.stats.mean_ci95`). Tables are written as ``.csv`` (columns
 ``task, model, method, cluster, metric, mean, ci95, n_seeds, mdd``), ``.md`` and ``.tex``
-(one pivot per metric, clusters as columns, ``mean ± ci95``), with rows ``pgrpo-grpo``: the
+(one pivot per metric, clusters as columns, ``mean ± ci95``), with a row ``<method>-<reference>``
+(``pgrpo-grpo``) for every trained method but the reference (``train.reference_method``): the
 paired per-seed difference with its minimum detectable difference (``mdd``: 80% power,
 two-sided 0.05, :func:`pgrpo.stats.minimum_detectable_difference`), flagged with it when its
-interval contains 0. The entry point that writes the paper's tables is
+interval contains 0. Where a table has groups, the column ``gap`` is the best group's value
+minus the worst's (per seed, then over seeds): a method that narrows it treats the groups more
+evenly. The entry point that writes the paper's tables is
 :mod:`pgrpo.catalogue`; :mod:`pgrpo.figures` writes each figure's numbers the same way.
 """
 
@@ -37,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from pgrpo.io import PgrpoError, read_json, read_jsonl, write_text
+from pgrpo.methods import difference, is_difference, label
 from pgrpo.stats import (
     Interval,
     format_cell,
@@ -46,12 +50,12 @@ from pgrpo.stats import (
 )
 
 COLUMNS = ("task", "model", "method", "cluster", "metric", "mean", "ci95", "n_seeds", "mdd")
-METHOD_LABELS = {"base": "Base model", "grpo": "GRPO", "pgrpo": "P-GRPO",
-                 "pgrpo-grpo": "P-GRPO − GRPO", "clusters": "(clusters)",
-                 "rating_model": "(rating model)", "one_letter": "Always A",
-                 "recent": "Newest release", "genre": "Genre overlap",
-                 "popularity": "Most popular"}  # fmt: skip
-DIFFERENCE = "pgrpo-grpo"
+# Labels of the rows that are not methods (those are pgrpo.methods.LABELS).
+ROW_LABELS = {"base": "Base model", "clusters": "(clusters)", "rating_model": "(rating model)",
+              "one_letter": "Always A", "recent": "Newest release", "genre": "Genre overlap",
+              "popularity": "Most popular"}  # fmt: skip
+# The reference method of the difference rows when a table is not told otherwise.
+REFERENCE = "grpo"
 # Share of the last training steps whose mean reward is the "final training reward".
 FINAL_FRACTION = 0.1
 
@@ -102,8 +106,17 @@ def eval_values(report: dict) -> list[tuple[str, str, float]]:
     cells = report.get("per_group") or report["per_cluster"]
     values = [(metric, "all", report["reward"]), (usable, "all", report["usable_rate"])]
     values += [(metric, str(name), cell["reward"]) for name, cell in cells.items()]
-    values.append((metric, "worst", min(cell["reward"] for cell in cells.values())))
+    values += extremes(metric, [cell["reward"] for cell in cells.values()])
     return values + choice_values(report.get("choices"))
+
+
+def extremes(metric: str, per_group: list[float]) -> list[tuple[str, str, float]]:
+    """The worst group's value and, with two groups or more, the gap between the best group
+    and the worst."""
+    values = [(metric, "worst", min(per_group))]
+    if len(per_group) >= 2:
+        values.append((metric, "gap", max(per_group) - min(per_group)))
+    return values
 
 
 def choice_values(choices: dict | None) -> list[tuple[str, str, float]]:
@@ -117,7 +130,7 @@ def choice_values(choices: dict | None) -> list[tuple[str, str, float]]:
         cell = choices[metric]
         values.append((metric, "all", cell["all"]))
         values += [(metric, c, v) for c, v in cell["per_cluster"].items()]
-        values.append((metric, "worst", cell["worst_cluster"]))
+        values += extremes(metric, list(cell["per_cluster"].values()))
     return values
 
 
@@ -174,9 +187,11 @@ def run_values(run: Run) -> list[tuple]:
     raise PgrpoError(f"{run.path}: unknown kind of run file (expected {kinds} or clusters/*.json)")
 
 
-def cells(runs: list[Run]) -> list[dict]:
+def cells(runs: list[Run], reference: str = REFERENCE) -> list[dict]:
     """Long-format rows: one per (task, model, method, variant, cluster, metric) over seeds,
-    then the paired P-GRPO - GRPO difference wherever both methods have 2+ common seeds."""
+    then the paired difference ``<method>-<reference>`` of every other method wherever it
+    and ``reference`` have 2+ common seeds (the base model and the reference rows have none:
+    they are not seeded)."""
     by_key: dict[tuple, dict[str, float]] = defaultdict(dict)
     for run in runs:
         for metric, cluster, value, *method in run_values(run):
@@ -187,11 +202,12 @@ def cells(runs: list[Run]) -> list[dict]:
             by_key[key][run.seed] = float(value)
     rows = [_row(key, mean_ci95(seeds.values())) for key, seeds in by_key.items()]
     for (task, model, method, variant, cluster, metric), seeds in by_key.items():
-        other = by_key.get((task, model, "grpo", variant, cluster, metric))
-        if method == "pgrpo" and other and len(seeds.keys() & other.keys()) >= 2:
+        other = by_key.get((task, model, reference, variant, cluster, metric))
+        if method != reference and other and len(seeds.keys() & other.keys()) >= 2:
             common = seeds.keys() & other.keys()
             diff = paired_difference({s: seeds[s] for s in common}, {s: other[s] for s in common})
-            rows.append(_row((task, model, DIFFERENCE, variant, cluster, metric), diff))
+            name = difference(method, reference)
+            rows.append(_row((task, model, name, variant, cluster, metric), diff))
     return rows
 
 
@@ -200,8 +216,25 @@ def _row(key: tuple, interval: Interval) -> dict:
     return {"task": task, "model": model, "method": method, "variant": variant,
             "cluster": cluster, "metric": metric, "mean": interval.mean,
             "ci95": interval.ci95, "n_seeds": interval.n,
-            "mdd": minimum_detectable_difference(interval) if method == DIFFERENCE
+            "mdd": minimum_detectable_difference(interval) if is_difference(method)
             else math.nan}  # fmt: skip
+
+
+def trained_methods(names) -> list[str]:
+    """The trained methods among table rows' methods (not the base model, a reference row or
+    a difference), in their first order."""
+    names = dict.fromkeys(names)
+    return [m for m in names if m not in ROW_LABELS and not is_difference(m)]
+
+
+def differences(names) -> list[str]:
+    """The difference rows among table rows' methods, in their first order."""
+    return [m for m in dict.fromkeys(names) if is_difference(m)]
+
+
+def method_label(name: str) -> str:
+    """How tables and figures name a method, a difference row or another row."""
+    return label(name, ROW_LABELS)
 
 
 def interval_of(row: dict) -> Interval:
@@ -210,7 +243,7 @@ def interval_of(row: dict) -> Interval:
 
 def _cluster_order(names: set[str]) -> list[str]:
     def key(name: str):
-        special = {"all": (0, 0, ""), "worst": (2, 0, "")}
+        special = {"all": (0, 0, ""), "worst": (2, 0, ""), "gap": (3, 0, "")}
         if name in special:
             return special[name]
         return (1, int(name), "") if name.isdigit() else (1, 10**9, name)
@@ -248,11 +281,11 @@ def _pivot(title: str, group: list[dict]) -> tuple[str, list[str], list[list[str
         for c in clusters:
             row = by_cluster.get(c)
             text = format_cell(interval_of(row)) if row else "-"
-            if row and method == DIFFERENCE and interval_of(row).overlaps_zero():
+            if row and is_difference(method) and interval_of(row).overlaps_zero():
                 mdd = "" if math.isnan(row["mdd"]) else f"; MDD {row['mdd']:.3f}"
                 text += f" (0 in CI{mdd})"
             texts.append(text)
-        body.append([task, model, METHOD_LABELS.get(method, method), *texts])
+        body.append([task, model, method_label(method), *texts])
     return title, ["task", "model", "method", *clusters], body
 
 
@@ -312,8 +345,8 @@ def summary(rows: list[dict]) -> dict:
     """Overall means per model and method, for `dvc metrics diff`."""
     out: dict = {}
     for r in rows:
-        if r["cluster"] in ("all", "worst"):
-            key = r["metric"] + ("" if r["cluster"] == "all" else "_worst")
+        if r["cluster"] in ("all", "worst", "gap"):
+            key = r["metric"] + ("" if r["cluster"] == "all" else f"_{r['cluster']}")
             key += f"_{r['variant']}" if r["variant"] else ""
             out.setdefault(r["task"], {}).setdefault(r["model"], {}).setdefault(r["method"], {})[
                 key
@@ -328,4 +361,8 @@ def catalogue_parser(description: str, captions: dict | None) -> argparse.Argume
     choices = sorted(captions) if captions is not None else None
     parser.add_argument("--name", required=True, choices=choices)
     parser.add_argument("--runs", nargs="+", required=True, help="KEY=PATH (pgrpo.tables)")
+    parser.add_argument(
+        "--reference-method", default=REFERENCE,
+        help="the method the difference rows subtract (train.reference_method)",
+    )  # fmt: skip
     return parser

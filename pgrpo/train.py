@@ -1,4 +1,5 @@
-"""Entry point: train a LoRA adapter with GRPO or P-GRPO; launched by ``accelerate launch``.
+"""Entry point: train a LoRA adapter with one of the config's ``train.methods`` (GRPO, P-GRPO,
+the baselines of :mod:`pgrpo.methods`); launched by ``accelerate launch``.
 
     accelerate launch --num_processes 1 -m pgrpo.train --config config.yaml --method pgrpo \
         [--task movielens] --model resources/models/smollm2-135m --data resources/movielens \
@@ -64,9 +65,9 @@ class Stopped(Exception):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train GRPO or P-GRPO with LoRA.")
+    parser = argparse.ArgumentParser(description="Train a method of train.methods with LoRA.")
     parser.add_argument("--config", required=True)
-    parser.add_argument("--method", required=True, choices=["grpo", "pgrpo"])
+    parser.add_argument("--method", required=True, help="a name of the config's train.methods")
     parser.add_argument("--task", help="a task of the registry (default: the config's first)")
     parser.add_argument("--model", required=True, help="materialised base model folder")
     parser.add_argument("--data", required=True, help="the task's prepared folder")
@@ -182,7 +183,7 @@ def write_outputs(run, args, tracker, history: list[dict], elapsed: float) -> No
         write_jsonl(out / "metrics.jsonl", history)
         tracker.log_metrics({"train_seconds": elapsed}, steps)
         tracker.log_artifacts(out / "adapter", "adapter")
-        if args.method == "pgrpo":  # GRPO keeps no running statistics
+        if run.settings.advantage == "cluster":  # only P-GRPO keeps running statistics
             tracker.log_dict(cluster_statistics(trainer.cluster_stats), "cluster_stats.json")
         checkpoint.remove(out)
         print(f"{args.method}: {steps} steps in {elapsed:.0f} s, adapter in {out}")

@@ -26,9 +26,15 @@ import numpy as np
 import torch
 
 from pgrpo import sharding
-from pgrpo.advantages import ClusterRewardStats, group_advantages, pgrpo_advantages
+from pgrpo.advantages import (
+    ClusterRewardStats,
+    batch_advantages,
+    group_advantages,
+    pgrpo_advantages,
+)
 from pgrpo.io import PgrpoError
 from pgrpo.loss import policy_loss
+from pgrpo.methods import method_train
 from pgrpo.models import autocast
 from pgrpo.rollout import completion_log_probs, encode_prompts, generate, prefill
 
@@ -37,7 +43,8 @@ from pgrpo.rollout import completion_log_probs, encode_prompts, generate, prefil
 class TrainSettings:
     """Hyperparameters of one training run (config section ``train``)."""
 
-    method: str = "pgrpo"
+    method: str = "pgrpo"  # the name in train.methods (run, checkpoint and MLflow tag)
+    advantage: str = "cluster"  # group (GRPO), batch (Figure 1b), cluster (P-GRPO)
     steps: int = 100
     prompts_per_step: int = 4
     group_size: int = 16
@@ -65,7 +72,7 @@ class TrainSettings:
 
     @classmethod
     def from_config(cls, config: dict, method: str) -> TrainSettings:
-        train = config["train"]
+        train = method_train(config["train"], method)
         fields = {k: train[k] for k in cls.__dataclass_fields__ if k in train}
         return cls(
             **fields, method=method, seed=config["seed"], precision=config["model"]["precision"],
@@ -122,12 +129,14 @@ def compute_advantages(
     settings: TrainSettings,
     cluster_stats: ClusterRewardStats,
 ) -> torch.Tensor:
-    """Advantages of the global batch [prompts * G] for the configured method."""
+    """Advantages of the global batch [prompts * G] for the method's ``advantage``."""
     s = settings
-    if s.method == "grpo":
+    if s.advantage == "group":
         return group_advantages(
             rewards, s.group_size, s.grpo_scale, s.advantage_eps, unbiased=s.std == "unbiased"
         )
+    if s.advantage == "batch":
+        return batch_advantages(rewards, s.advantage_eps, unbiased=s.std == "unbiased")
     return pgrpo_advantages(
         rewards, cluster_ids, cluster_stats, s.group_size, s.advantage_eps,
         order=s.pgrpo_order, warmup_min_count=s.warmup_min_count,

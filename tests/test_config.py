@@ -114,7 +114,7 @@ def test_non_finite_numbers_are_refused_naming_the_key(config, message):
 
 def test_defaults_are_not_shared_between_configs():
     first = validate_config({})
-    first["train"]["methods"].append("extra")
+    first["train"]["methods"]["extra"] = {"advantage": "batch"}
     first["lora"]["target_modules"].clear()
     second = validate_config({})
     assert second == schema_defaults(schema())

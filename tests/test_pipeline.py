@@ -208,7 +208,7 @@ def test_judge_win_rates_cover_every_group_of_the_judged_tasks(run):
     rows = _table(run, "fig5_judge_winrates")
     for task in ("personas", "reviews"):
         for folder in _runs(run, task, "pgrpo"):
-            result = json.loads((folder.parent / "judge_winrates.json").read_text())
+            result = json.loads((folder / "judge_winrates.json").read_text())
             evaluation = json.loads((folder / "eval.json").read_text())
             assert set(result["per_group"]) == set(evaluation["per_group"])
             assert result["pairs"] == evaluation["n"]

@@ -139,11 +139,18 @@ def test_the_entry_points_refuse_what_a_task_does_not_have(tmp_path, plugin_path
 
 @pytest.mark.slow
 def test_a_fourth_task_runs_through_the_whole_workflow(tmp_path, plugin_path):
-    """The plugin task, and only it, on the `.test` config: prepared, trained with both
-    methods on each seed, evaluated, and written as its own table beside table 4; nothing
-    outside this test suite knows it."""
+    """The plugin task, and only it, on the `.test` config: prepared, trained with every
+    method on each seed (GRPO, P-GRPO and two baselines named in the config: batch-normalised
+    GRPO and a method of its own, Dr. GRPO), evaluated, and written as its own table beside
+    table 4, each method with its difference from GRPO; nothing outside this test suite knows
+    the task."""
     config = tmp_path / "arithmetic.yaml"
-    config.write_text(yaml.safe_dump(plugin(arithmetic={"num_users": 6})))
+    methods = {"batch_grpo": {"advantage": "batch"},
+               "unscaled": {"advantage": "group", "grpo_scale": "none",
+                            "loss_aggregation": "dr_grpo"}}  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(plugin(arithmetic={"num_users": 6}, train={"methods": methods}))
+    )
     env = {**environment(tmp_path), **plugin_path}
     done = snakemake(tmp_path, "--configfile", str(TEST_CONFIG), str(config), env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -151,9 +158,11 @@ def test_a_fourth_task_runs_through_the_whole_workflow(tmp_path, plugin_path):
     with open(results / "tables/table5_arithmetic.csv") as f:
         rows = list(csv.DictReader(f))
     cells = {(r["method"], r["cluster"], r["metric"]) for r in rows}
-    for method in ("base", "grpo", "pgrpo"):
-        assert {(method, group, "reward") for group in ("all", "digits", "words", "worst")} <= cells
-    assert ("pgrpo-grpo", "all", "reward") in cells
+    groups = ("all", "digits", "words", "worst", "gap")
+    for method in ("base", "grpo", "pgrpo", "batch_grpo", "unscaled"):
+        assert {(method, group, "reward") for group in groups} <= cells
+    for method in ("pgrpo", "batch_grpo", "unscaled"):
+        assert {(f"{method}-grpo", group, "reward") for group in groups} <= cells
     assert all(r["task"] == "arithmetic" and r["model"] == "tiny" for r in rows)  # `.test` scale
     general = (results / "tables/table4_general.csv").read_text()
     assert "arithmetic" in general and "movielens" not in general

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.numerics
 # training loop (checkpoint_every: pgrpo.train, tests/test_resume.py).
 LAUNCH_KEYS = {
     "methods",
+    "reference_method",
     "num_processes",
     "threads",
     "checkpoint_every",
@@ -52,6 +53,7 @@ def test_every_train_option_reaches_the_settings():
     for key, value in NON_DEFAULT.items():
         assert getattr(settings, key) == value, key
     assert (settings.seed, settings.precision, settings.method) == (3, "fp32", "grpo")
+    assert settings.advantage == "group"
     assert settings.sharding == "fsdp"
     defaults = TrainSettings.from_config(validate_config({}), "pgrpo")
     assert all(getattr(defaults, k) != v for k, v in NON_DEFAULT.items())
@@ -76,11 +78,11 @@ def batch(seed: int = 0, groups: int = 6, g: int = 4):
 )
 def test_grpo_advantage_options(options, direct):
     rewards, clusters = batch()
-    settings = TrainSettings(method="grpo", group_size=4, **options)
+    settings = TrainSettings(method="grpo", advantage="group", group_size=4, **options)
     got = compute_advantages(rewards, clusters, settings, new_cluster_stats(settings, 3))
     torch.testing.assert_close(got, direct(rewards, clusters))
     default = compute_advantages(
-        rewards, clusters, TrainSettings(method="grpo", group_size=4), None
+        rewards, clusters, TrainSettings(method="grpo", advantage="group", group_size=4), None
     )
     assert not torch.allclose(got, default)
 
@@ -170,3 +172,36 @@ def test_iterations_are_optimiser_updates_per_generation_batch(tiny_setup, itera
         assert metrics["ratio_mean"] == pytest.approx(1.0)
     else:
         assert metrics["ratio_mean"] != pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_methods_own_keys_override_the_train_section():
+    """A named method trains with its advantage and its own keys over the section; the
+    section's other keys, and the other methods, stay as they are."""
+    config = validate_config({"train": {"learning_rate": 1e-3, "methods": {
+        "dr_grpo": {"advantage": "group", "grpo_scale": "none", "learning_rate": 5e-4},
+        "wide": {"advantage": "batch"},
+    }}})  # fmt: skip
+    dr = TrainSettings.from_config(config, "dr_grpo")
+    assert (dr.advantage, dr.grpo_scale, dr.learning_rate) == ("group", "none", 5e-4)
+    wide = TrainSettings.from_config(config, "wide")
+    assert (wide.advantage, wide.grpo_scale, wide.learning_rate) == ("batch", "group", 1e-3)
+    pgrpo = TrainSettings.from_config(config, "pgrpo")  # the defaults' methods stay
+    assert (pgrpo.advantage, pgrpo.learning_rate) == ("cluster", 1e-3)
+
+
+def test_batch_advantage_is_normalised_over_the_whole_step():
+    """advantage: batch (Figure 1b) against a hand computation: rewards [1, 1, 0, 0 | 0, 0,
+    0, 0] have mean 0.25 and unbiased std s = sqrt(1.5 / 7), so a rewarded sample gets
+    0.75 / s and every other -0.25 / s; the all-zero second group gets negative advantages,
+    where GRPO's group normalisation gives it zeros."""
+    rewards = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    clusters = torch.zeros(8, dtype=torch.long)
+    settings = TrainSettings(method="batch_grpo", advantage="batch", group_size=4)
+    got = compute_advantages(rewards, clusters, settings, new_cluster_stats(settings, 1))
+    s = (sum((r - 0.25) ** 2 for r in rewards.tolist()) / 7) ** 0.5  # = sqrt(1.5 / 7)
+    expected = torch.tensor([0.75, 0.75, -0.25, -0.25, -0.25, -0.25, -0.25, -0.25]) / (s + 1e-4)
+    torch.testing.assert_close(got, expected)
+    grpo = compute_advantages(
+        rewards, clusters, TrainSettings(method="grpo", advantage="group", group_size=4), None
+    )
+    assert torch.count_nonzero(grpo[4:]) == 0 and (got[4:] < 0).all()

@@ -14,6 +14,7 @@ from pgrpo.config import (
     validate_config,
 )
 from pgrpo.io import PgrpoError
+from pgrpo.methods import method_train, personalised
 from pgrpo.tasks.registry import config_specs
 
 
@@ -40,7 +41,12 @@ RESULTS = config["paths"]["results"]
 # builds.
 TASK_SPECS = or_exit(config_specs, config)
 TASKS = config["tasks"]
-METHODS = config["train"]["methods"]
+# Methods by name (pgrpo/methods.py), the one every other is compared with, and those whose
+# advantage uses the user's cluster (figure 4 ablates their clusters).
+METHODS = list(config["train"]["methods"])
+REFERENCE_METHOD = config["train"]["reference_method"]
+COMPARED = [m for m in METHODS if m != REFERENCE_METHOD]
+PERSONALISED = personalised(config)
 # Tasks whose free-text answers the judge compares (figure 5).
 JUDGED_TASKS = [t for t in TASKS if TASK_SPECS[t].judged]
 # Models by folder name: the main one (every task) and those compared on MovieLens (table 1,
@@ -66,7 +72,7 @@ FITTED = one_of(t for t, spec in TASK_SPECS.items() if spec.reward_model)
 
 wildcard_constraints:
     task=one_of(TASK_SPECS),
-    method=r"(grpo|pgrpo)(-g\d+)?",
+    method=rf"({one_of(METHODS)})(-g\d+)?",
     model="[^/]+",
     partition=r"(kmeans|random)_k\d+|groups",
     seed=r"\d+",
@@ -138,6 +144,13 @@ def data_params(task):
 def section(task, name):
     """Config section ``name`` (clustering, train, evaluation) with ``task``'s overrides."""
     return task_config(config, task)[name]
+
+
+def method_section(wildcards):
+    """The train section as the run's method trains (its own keys over the task's section):
+    a training job's params, so that adding a method to train.methods, or changing another
+    method's settings, re-runs no other method's training."""
+    return method_train(section(wildcards.task, "train"), wildcards.method.partition("-g")[0])
 
 
 def task_data(task):
@@ -251,12 +264,13 @@ def reward_model_flag(wildcards, input):
 
 
 def judge_inputs(wildcards):
-    """Both methods' evaluations of one seed, the base model, the task's data."""
+    """The method's and the reference method's evaluations of one seed, the base model, the
+    task's data."""
     inputs = train_inputs(wildcards)
     del inputs["clusters"]
     folder = f"{OUTPUTS}/{wildcards.model}/{wildcards.task}/{wildcards.partition}"
-    inputs["first"] = f"{folder}/seed{wildcards.seed}/pgrpo/eval.json"
-    inputs["second"] = f"{folder}/seed{wildcards.seed}/grpo/eval.json"
+    inputs["first"] = f"{folder}/seed{wildcards.seed}/{wildcards.method}/eval.json"
+    inputs["second"] = f"{folder}/seed{wildcards.seed}/{REFERENCE_METHOD}/eval.json"
     inputs["agreement"] = f"{folder}/judge_agreement.json"
     return inputs
 

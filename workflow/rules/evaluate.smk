@@ -12,7 +12,7 @@ rule evaluate:
     benchmark:
         f"{OUTPUTS}/benchmarks/evaluate/{{model}}/{{task}}/{{partition}}/{{run}}.tsv"
     wildcard_constraints:
-        run=r"(base|seed\d+/(grpo|pgrpo)(-g\d+)?)(/c\d+)?",
+        run=rf"(base|seed\d+/({one_of(METHODS)})(-g\d+)?)(/c\d+)?",
     conda:
         "../../envs/pgrpo.yaml"
     threads: config["train"]["threads"]

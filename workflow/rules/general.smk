@@ -12,7 +12,7 @@ rule general_capabilities:
     benchmark:
         f"{OUTPUTS}/benchmarks/general/{{model}}/{{where}}.tsv"
     wildcard_constraints:
-        where=rf"base|({one_of(TASK_SPECS)})/[^/]+/seed\d+/(grpo|pgrpo)",
+        where=rf"base|({one_of(TASK_SPECS)})/[^/]+/seed\d+/({one_of(METHODS)})",
     conda:
         "../../envs/pgrpo.yaml"
     threads: config["train"]["threads"]

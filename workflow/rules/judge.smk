@@ -1,18 +1,19 @@
-# The pairwise judge: P-GRPO's test answers against GRPO's of the same seed, per preference
-# group (figure 5 averages the seeds).
+# The pairwise judge: each method's test answers against the reference method's of the same
+# seed (train.reference_method), per preference group (figure 5 averages the seeds).
 
 
 rule judge_winrates:
     input:
         unpack(judge_inputs),
     output:
-        f"{OUTPUTS}/{{model}}/{{task}}/{{partition}}/seed{{seed}}/judge_winrates.json",
+        f"{OUTPUTS}/{{model}}/{{task}}/{{partition}}/seed{{seed}}/{{method}}/judge_winrates.json",
     log:
-        f"{OUTPUTS}/logs/judge/{{model}}/{{task}}_{{partition}}_seed{{seed}}.log",
+        f"{OUTPUTS}/logs/judge/{{model}}/{{task}}_{{partition}}_seed{{seed}}_{{method}}.log",
     benchmark:
-        f"{OUTPUTS}/benchmarks/judge/{{model}}/{{task}}_{{partition}}_seed{{seed}}.tsv"
+        f"{OUTPUTS}/benchmarks/judge/{{model}}/{{task}}_{{partition}}_seed{{seed}}_{{method}}.tsv"
     wildcard_constraints:
         task=JUDGED,
+        method=one_of(COMPARED),
     conda:
         "../../envs/pgrpo.yaml"
     threads: config["train"]["threads"]
@@ -25,11 +26,14 @@ rule judge_winrates:
         reward_model=reward_model_flag,
         judge=config["judge"],
         seed=config["seed"],
+        reference=REFERENCE_METHOD,
     message:
-        "Judging P-GRPO against GRPO (seed {wildcards.seed}) on the {wildcards.task} test prompts"
+        "Judging {wildcards.method} against {params.reference} (seed {wildcards.seed}) on the "
+        "{wildcards.task} test prompts"
     shell:
         "python -m pgrpo.winrates --config {params.config} --task {wildcards.task}"
-        " --data {params.data} --first pgrpo={input.first} --second grpo={input.second}"
+        " --data {params.data} --first {wildcards.method}={input.first}"
+        " --second {params.reference}={input.second}"
         " --model {input.model} {params.reward_model} --agreement {input.agreement}"
         " --out {output} > {log} 2>&1"
 

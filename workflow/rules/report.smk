@@ -27,12 +27,14 @@ rule table:
     params:
         config=config_file,
         runs=catalogue_args,
+        reference=REFERENCE_METHOD,
         stem=lambda w, output: os.path.splitext(output.csv)[0],
     message:
         "Writing {wildcards.table}"
     shell:
         "python -m pgrpo.catalogue --config {params.config} --name {wildcards.table}"
-        " --runs {params.runs} --out {params.stem} --summary {output.summary} > {log} 2>&1"
+        " --runs {params.runs} --reference-method {params.reference} --out {params.stem}"
+        " --summary {output.summary} > {log} 2>&1"
 
 
 rule figure:
@@ -60,13 +62,15 @@ rule figure:
         runtime=10,
     params:
         runs=catalogue_args,
+        reference=REFERENCE_METHOD,
         figure=lambda w, output: os.path.splitext(output.png)[0],
         table=lambda w, output: os.path.splitext(output.csv)[0],
     message:
         "Drawing {wildcards.figure}"
     shell:
         "python -m pgrpo.figures --name {wildcards.figure} --runs {params.runs}"
-        " --figure {params.figure} --table {params.table} > {log} 2>&1"
+        " --reference-method {params.reference} --figure {params.figure}"
+        " --table {params.table} > {log} 2>&1"
 
 
 rule reward_curves:

@@ -31,7 +31,7 @@ def _trained(task, model=MAIN, part=None, variant="", methods=None, kinds=("eval
 
 
 def task_table_runs(task):
-    """A task's table: the base model and both methods (every compared model on the figure
+    """A task's table: the base model and every method (every compared model on the figure
     task), its reference rows at the main candidate count, its clusters' agreement with the
     true groups, its fitted reward's accuracy."""
     runs, spec = {}, TASK_SPECS[task]
@@ -72,19 +72,20 @@ def candidate_runs(task=FIGURE_TASK):
 
 
 def ablation_runs(task=FIGURE_TASK):
-    """P-GRPO with K-Means and random partitions (figure 4); GRPO for reference."""
+    """The personalised methods (P-GRPO) with K-Means and random partitions (figure 4); the
+    reference method (GRPO) for comparison."""
     kinds = ("eval.json", "metrics.jsonl")
     main = partition(task)
-    runs = _trained(task, part=main, variant=main, methods=["grpo"], kinds=kinds)
+    runs = _trained(task, part=main, variant=main, methods=[REFERENCE_METHOD], kinds=kinds)
     parts = [f"kmeans_k{k}" for k in FIGURES["cluster_counts"]]
     parts += [f"random_k{k}" for k in FIGURES["random_cluster_counts"]]
     for part in parts:
-        runs.update(_trained(task, part=part, variant=part, methods=["pgrpo"], kinds=kinds))
+        runs.update(_trained(task, part=part, variant=part, methods=PERSONALISED, kinds=kinds))
     return runs
 
 
 def group_size_runs(task=FIGURE_TASK):
-    """Both methods trained with each group size of figures.group_sizes (figure 7)."""
+    """Every method trained with each group size of figures.group_sizes (figure 7)."""
     runs = {}
     for size in FIGURES["group_sizes"]:
         for method in METHODS:
@@ -96,11 +97,13 @@ def group_size_runs(task=FIGURE_TASK):
 
 
 def judge_runs():
+    """Each method's win rates over the reference method's answers, per seed (figure 5)."""
     runs = {}
     for task in JUDGED_TASKS:
-        for seed in SEEDS:
-            folder = f"{OUTPUTS}/{MAIN}/{task}/{partition(task)}/seed{seed}"
-            runs[f"{folder}/judge_winrates.json"] = f"{MAIN}/{task}/pgrpo/{seed}"
+        for method in COMPARED:
+            for seed in SEEDS:
+                folder = run_dir(task, method, seed)
+                runs[f"{folder}/judge_winrates.json"] = f"{MAIN}/{task}/{method}/{seed}"
     return runs
 
 
@@ -150,9 +153,11 @@ def catalogue_args(wildcards, input):
 
 def catalogue_names():
     """The tables and figures this config's tasks and methods allow."""
-    compared = {"grpo", "pgrpo"} <= set(METHODS)
+    compared = bool(COMPARED)  # a method besides the reference
     tables = [t for t, task in TABLES.items() if task is None or task in TASKS]
     figures = [f for f, task in FIGURES_OF.items() if task in TASKS and compared]
+    if not PERSONALISED and "fig4_cluster_ablation" in figures:
+        figures.remove("fig4_cluster_ablation")
     if JUDGED_TASKS and compared:
         figures.append("fig5_judge_winrates")
     if compared:

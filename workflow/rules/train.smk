@@ -1,4 +1,5 @@
-# GRPO and P-GRPO training with a LoRA adapter, launched through accelerate, for each task.
+# Training of each method of train.methods (GRPO, P-GRPO, the baselines) with a LoRA adapter,
+# launched through accelerate, for each task.
 
 
 rule train:
@@ -27,7 +28,7 @@ rule train:
         reward_model=reward_model_flag,
         method=method_flags,
         launch=LAUNCH,
-        train=lambda w: section(w.task, "train"),
+        train=method_section,
         task=lambda w: task_data(w.task),
         lora=config["lora"],
         model=config["model"],

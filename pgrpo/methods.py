@@ -1,0 +1,123 @@
+"""Named training methods: what ``train.methods`` holds, and how a method's name reads.
+
+A method is a name and its settings: the advantage it trains with and any ``train`` keys it
+sets differently from the section (``config.yaml``)::
+
+    train:
+      methods:
+        grpo: {advantage: group}                 # (R - group mean) / group std
+        pgrpo: {advantage: cluster}              # the cluster's running statistics
+        dr_grpo: {advantage: group, grpo_scale: none, loss_aggregation: dr_grpo}
+        batch_grpo: {advantage: batch}           # (R - batch mean) / batch std
+      reference_method: grpo                     # tables: every other method minus this one
+
+Each method is its own run, adapter, MLflow run and table row, and every method but the
+reference gets a paired difference row ``<method>-<reference>``. A mapping merges over the
+defaults (as Snakemake merges a ``--configfile``: the defaults' ``grpo`` and ``pgrpo`` stay,
+``name: null`` drops one); a list of built-in names (the form before named methods,
+``methods: [grpo, pgrpo]``) selects exactly those.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pgrpo.io import PgrpoError
+
+# The advantages a method trains with (pgrpo.trainer.compute_advantages).
+ADVANTAGES = ("group", "batch", "cluster")
+# Methods a list may name, with their settings.
+BUILTIN = {
+    "grpo": {"advantage": "group"},
+    "pgrpo": {"advantage": "cluster"},
+    "dr_grpo": {"advantage": "group", "grpo_scale": "none", "loss_aggregation": "dr_grpo"},
+    "batch_grpo": {"advantage": "batch"},
+}
+LABELS = {"grpo": "GRPO", "pgrpo": "P-GRPO", "dr_grpo": "Dr. GRPO",
+          "batch_grpo": "GRPO (batch-normalised)"}  # fmt: skip
+# Names a method cannot take: they are other rows of a table (pgrpo.tables), a folder beside
+# the runs, or the MovieLens reference rows.
+RESERVED = {"base", "heuristics", "clusters", "rating_model", "one_letter", "recent", "genre",
+            "popularity"}  # fmt: skip
+NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+# Keys of the train section a method cannot set: the methods themselves, and what the
+# launcher decides for every run alike.
+NOT_PER_METHOD = {"methods", "reference_method", "num_processes", "threads"}
+
+
+def normalise_methods(train: dict, source: str) -> None:
+    """``train.methods`` in place as a mapping of name -> settings: a list of built-in names
+    expands to their settings, a mapping's ``null`` entries are dropped; a one-line error for
+    a list name that is not built in."""
+    methods = train.get("methods")
+    if isinstance(methods, list):
+        unknown = [m for m in methods if m not in BUILTIN]
+        if unknown:
+            raise PgrpoError(
+                f"{source}: train.methods: {unknown[0]!r} is not a built-in method "
+                f"({', '.join(BUILTIN)}); write train.methods as a mapping of names to "
+                f"settings, e.g. {{{unknown[0]}: {{advantage: group}}}}"
+            )
+        train["methods"] = {m: dict(BUILTIN[m]) for m in methods}
+    elif isinstance(methods, dict):
+        train["methods"] = {k: v for k, v in methods.items() if v is not None}
+
+
+def check_methods(config: dict, source: str) -> None:
+    """Names, reference and per-method keys of a validated config's ``train.methods``; the
+    values a method sets are validated by :func:`pgrpo.config.validate_config` as the
+    ``train`` section they produce (:func:`method_train`)."""
+    train = config["train"]
+    methods = train["methods"]
+    if not methods:
+        raise PgrpoError(f"{source}: train.methods: no method left to train")
+    for name, settings in methods.items():
+        where = f"{source}: train.methods.{name}"
+        if not NAME.match(name) or name in RESERVED:
+            why = "is reserved" if name in RESERVED else "must be lower case letters, digits, _"
+            raise PgrpoError(f"{where}: the name {why}")
+        if "advantage" not in settings:
+            raise PgrpoError(f"{where}: no advantage (one of {', '.join(ADVANTAGES)})")
+        fixed = sorted(NOT_PER_METHOD & settings.keys())
+        if fixed:
+            key = fixed[0]
+            raise PgrpoError(f"{where}.{key}: the same for every method (set train.{key})")
+    if train["reference_method"] not in methods:
+        raise PgrpoError(
+            f"{source}: train.reference_method: {train['reference_method']!r} is not one of "
+            f"train.methods ({', '.join(methods)})"
+        )
+
+
+def method_train(train: dict, method: str) -> dict:
+    """The ``train`` section as ``method`` trains: the section without the method table,
+    with the method's own keys over it (``advantage`` included)."""
+    if method not in train["methods"]:
+        raise PgrpoError(
+            f"--method: {method!r} is not one of train.methods ({', '.join(train['methods'])})"
+        )
+    out = {k: v for k, v in train.items() if k not in ("methods", "reference_method")}
+    return out | train["methods"][method]
+
+
+def personalised(config: dict) -> list[str]:
+    """The methods whose advantage uses the user's cluster (figure 4 ablates their clusters)."""
+    return [m for m, s in config["train"]["methods"].items() if s["advantage"] == "cluster"]
+
+
+def difference(method: str, reference: str) -> str:
+    """The name of the paired difference row ``method`` minus ``reference``."""
+    return f"{method}-{reference}"
+
+
+def is_difference(name: str) -> bool:
+    """Whether a table row's method is a paired difference (method names have no ``-``)."""
+    return "-" in name
+
+
+def label(name: str, labels: dict[str, str] | None = None) -> str:
+    """How a table or a figure names a method, a difference row or another row."""
+    labels = {**LABELS, **(labels or {})}
+    if is_difference(name):
+        return " − ".join(labels.get(part, part) for part in name.split("-", 1))
+    return labels.get(name, name)

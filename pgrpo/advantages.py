@@ -73,6 +73,25 @@ def batch_advantages(
     return (centred / (rewards.std(correction=correction) + eps)).to(rewards.dtype)
 
 
+def worst_group_weights(
+    rewards: torch.Tensor, cluster_ids: torch.Tensor, stats: ClusterRewardStats, temperature: float
+) -> torch.Tensor:
+    """Soft worst-group weights [N] of a step's samples: fold the step's rewards into the
+    running per-cluster statistics ``stats`` (their mean reward mu_c), then weight each
+    sample of cluster c by exp(-(mu_c - min mu) / temperature), normalised so that the
+    weights average 1 over the step's samples (the minimum runs over the clusters in the
+    step). As temperature -> 0 only the worst cluster of the step is trained (MaxMin-RLHF,
+    Chakraborty et al. 2024: maximise the worst group's reward); as it grows every weight
+    tends to 1 (no weighting). [N] float32 on rewards' device."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    stats.update(rewards, cluster_ids)
+    ids = cluster_ids.detach().to("cpu", torch.long)  # [N]
+    mu = stats.mean[ids]  # [N] float64, every sample's cluster mean reward
+    weights = torch.exp(-(mu - mu.min()) / temperature)  # [N], the worst cluster's are 1
+    return (weights / weights.mean()).to(device=rewards.device, dtype=torch.float32)
+
+
 def _batch_cluster_moments(
     rewards: torch.Tensor, cluster_ids: torch.Tensor, num_clusters: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

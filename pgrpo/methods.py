@@ -32,9 +32,10 @@ BUILTIN = {
     "pgrpo": {"advantage": "cluster"},
     "dr_grpo": {"advantage": "group", "grpo_scale": "none", "loss_aggregation": "dr_grpo"},
     "batch_grpo": {"advantage": "batch"},
+    "maxmin_grpo": {"advantage": "group", "group_weighting": "softmin"},
 }
 LABELS = {"grpo": "GRPO", "pgrpo": "P-GRPO", "dr_grpo": "Dr. GRPO",
-          "batch_grpo": "GRPO (batch-normalised)"}  # fmt: skip
+          "batch_grpo": "GRPO (batch-normalised)", "maxmin_grpo": "MaxMin GRPO"}  # fmt: skip
 # Names a method cannot take: they are other rows of a table (pgrpo.tables), a folder beside
 # the runs, or the MovieLens reference rows.
 RESERVED = {"base", "heuristics", "clusters", "rating_model", "one_letter", "recent", "genre",

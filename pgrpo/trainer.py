@@ -31,6 +31,7 @@ from pgrpo.advantages import (
     batch_advantages,
     group_advantages,
     pgrpo_advantages,
+    worst_group_weights,
 )
 from pgrpo.io import PgrpoError
 from pgrpo.loss import policy_loss
@@ -65,6 +66,8 @@ class TrainSettings:
     warmup_min_count: int = 2
     decay: float = 1.0
     advantage_eps: float = 1e-4
+    group_weighting: str = "none"  # softmin: weight clusters toward the worst (MaxMin)
+    group_weighting_temperature: float = 0.1
     log_every: int = 1
     seed: int = 0
     precision: str = "bf16"
@@ -164,6 +167,9 @@ class Trainer:
         self.stop_ids = stop_ids
         self.num_clusters = num_clusters
         self.cluster_stats = new_cluster_stats(settings, num_clusters)
+        # The per-cluster mean rewards group_weighting reads (their own statistics: P-GRPO's
+        # are updated by its advantages, in its own order).
+        self.weighting_stats = new_cluster_stats(settings, num_clusters)
         self.last_batch: dict[str, torch.Tensor] = {}  # the global batch of the last step
         self._strata_of: tuple = (None, None)  # (examples, their right positions), see _strata
         world = accelerator.num_processes
@@ -257,6 +263,12 @@ class Trainer:
 
         t0 = time.perf_counter()
         advantages_all = compute_advantages(rewards, clusters, s, self.cluster_stats)
+        weights = None
+        if s.group_weighting == "softmin":
+            weights = worst_group_weights(
+                rewards, clusters, self.weighting_stats, s.group_weighting_temperature
+            )
+            advantages_all = advantages_all * weights
         n_local = local_rewards.shape[0]
         start = acc.process_index * n_local
         advantages = advantages_all[start : start + n_local].to(dev)
@@ -303,7 +315,11 @@ class Trainer:
         stats["learning_rate"] = self._learning_rate(step)
         tokens = acc.reduce(completions.mask.sum(), "sum").item()
         timings["completion_tokens"] = tokens
-        return self._metrics(rewards, clusters, parsed, advantages_all, loss, stats, timings)
+        metrics = self._metrics(rewards, clusters, parsed, advantages_all, loss, stats, timings)
+        if weights is not None:
+            for k in clusters.unique().tolist():
+                metrics[f"group_weight/cluster_{k}"] = weights[clusters == k][0].item()
+        return metrics
 
     def _average_gradients(self) -> None:
         """Mean of the adapter gradients over processes (equal local batch sizes)."""
@@ -365,6 +381,7 @@ class Trainer:
             "adapter": sharding.full_trainable_state(self.policy),
             "optimizer": optimizer,
             "cluster_stats": self.cluster_stats.state_dict(),
+            "weighting_stats": self.weighting_stats.state_dict(),
             "method": self.settings.method,
             "sharded": self.sharded,
         }
@@ -381,6 +398,8 @@ class Trainer:
         else:
             self.optimizer.load_state_dict(state["optimizer"])
         self.cluster_stats.load_state_dict(state["cluster_stats"])
+        if "weighting_stats" in state:  # checkpoints of before group_weighting hold none
+            self.weighting_stats.load_state_dict(state["weighting_stats"])
         return int(state["next_step"])
 
 

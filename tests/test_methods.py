@@ -46,8 +46,8 @@ def test_a_mapping_adds_to_the_defaults_and_null_drops_one():
     "train,message",
     [
         ({"methods": ["grpo", "maxmin"]},
-         "train.methods: 'maxmin' is not a built-in method (grpo, pgrpo, dr_grpo, batch_grpo); "
-         "write train.methods as a mapping of names to settings, e.g. "
+         "train.methods: 'maxmin' is not a built-in method (grpo, pgrpo, dr_grpo, batch_grpo, "
+         "maxmin_grpo); write train.methods as a mapping of names to settings, e.g. "
          "{maxmin: {advantage: group}}"),
         ({"methods": {"wide": {"learning_rate": 1e-3}}},
          "train.methods.wide: no advantage (one of group, batch, cluster)"),
@@ -77,8 +77,7 @@ def test_a_task_cannot_choose_its_own_methods():
     with pytest.raises(PgrpoError) as info:
         validate_config({"personas": {"train": {"methods": ["grpo"]}}}, "c.yaml")
     assert str(info.value) == (
-        "c.yaml: personas.train.methods: methods are the same for every task "
-        "(set train.methods)"
+        "c.yaml: personas.train.methods: methods are the same for every task (set train.methods)"
     )
 
 

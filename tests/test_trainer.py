@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 import yaml
 
-from pgrpo.advantages import ClusterRewardStats, group_advantages, pgrpo_advantages
+from pgrpo.advantages import (
+    ClusterRewardStats,
+    group_advantages,
+    pgrpo_advantages,
+    worst_group_weights,
+)
 from pgrpo.config import validate_config
 from pgrpo.loss import policy_loss
 from pgrpo.trainer import (
@@ -32,6 +39,7 @@ LAUNCH_KEYS = {
     "eval_prompts",
 }
 NON_DEFAULT = {
+    "group_weighting": "softmin", "group_weighting_temperature": 0.5,
     "steps": 7, "prompts_per_step": 6, "group_size": 3, "max_new_tokens": 9,
     "temperature": 0.7, "learning_rate": 1e-3, "beta": 0.1, "clip_eps": 0.1,
     "clip_eps_high": 0.28, "iterations": 3, "loss_aggregation": "dr_grpo", "grpo_scale": "batch",
@@ -205,3 +213,59 @@ def test_batch_advantage_is_normalised_over_the_whole_step():
         rewards, clusters, TrainSettings(method="grpo", advantage="group", group_size=4), None
     )
     assert torch.count_nonzero(grpo[4:]) == 0 and (got[4:] < 0).all()
+
+
+def test_worst_group_weighting_against_a_hand_computation():
+    """group_weighting softmin: clusters 0 and 1 with running mean rewards 0.75 and 0.25
+    (this step's rewards are their first), temperature 0.5: the worst cluster's samples
+    weigh exp(0) = 1, the other's exp(-0.5 / 0.5) = e^-1, normalised to mean 1 over the
+    step; every GRPO group keeps a zero mean."""
+    rewards = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0])  # groups of 4
+    clusters = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    settings = TrainSettings(
+        method="maxmin_grpo", advantage="group", group_size=4, group_weighting="softmin",
+        group_weighting_temperature=0.5,
+    )  # fmt: skip
+    stats = new_cluster_stats(settings, 2)
+    weights = worst_group_weights(rewards, clusters, stats, 0.5)
+    e = math.exp(-1.0)
+    expected = torch.tensor([e] * 4 + [1.0] * 4) / ((4 * e + 4) / 8)
+    torch.testing.assert_close(weights, expected)
+    assert stats.mean.tolist() == [0.75, 0.25]
+    grpo = group_advantages(rewards, 4, "group", 1e-4)
+    weighted = grpo * weights
+    assert weighted.view(2, 4).sum(dim=1).abs().max() < 1e-6  # zero-mean groups stay so
+    very_hot = worst_group_weights(rewards, clusters, new_cluster_stats(settings, 2), 1e6)
+    torch.testing.assert_close(very_hot, torch.ones(8), atol=1e-5, rtol=0)
+    very_cold = worst_group_weights(rewards, clusters, new_cluster_stats(settings, 2), 1e-3)
+    torch.testing.assert_close(very_cold, torch.tensor([0.0] * 4 + [2.0] * 4))
+
+
+@pytest.mark.slow
+def test_the_trainer_scales_each_clusters_advantages_by_its_weight(tiny_setup):
+    """Two steps of the tiny model with group_weighting softmin: the advantages the update
+    used are GRPO's times the weights of the trainer's own running statistics, and the
+    metrics log each present cluster's weight."""
+    from accelerate import Accelerator
+
+    from pgrpo.models import LoraSettings, add_lora, load_base_model
+
+    folder, tokenizer, task, examples, clusters, stop_ids = tiny_setup
+    torch.manual_seed(0)
+    policy = add_lora(load_base_model(folder), LoraSettings(r=4, alpha=8))
+    settings = TrainSettings(
+        method="maxmin_grpo", advantage="group", group_weighting="softmin",
+        prompts_per_step=2, group_size=4, max_new_tokens=3, learning_rate=0.05,
+        precision="fp32",
+    )  # fmt: skip
+    trainer = Trainer(policy, tokenizer, task, Accelerator(cpu=True), settings, 2, stop_ids)
+    shadow = new_cluster_stats(settings, 2)
+    for step in range(2):
+        metrics = trainer.step(step, examples, clusters)
+        batch = trainer.last_batch
+        weights = worst_group_weights(batch["rewards"], batch["clusters"], shadow, 0.1)
+        grpo = group_advantages(batch["rewards"], 4, "group", 1e-4)
+        torch.testing.assert_close(batch["advantages"], grpo * weights)
+        for k in batch["clusters"].unique().tolist():
+            first = weights[batch["clusters"] == k][0].item()
+            assert metrics[f"group_weight/cluster_{k}"] == pytest.approx(first)

@@ -77,8 +77,7 @@ def test_a_task_cannot_choose_its_own_methods():
     with pytest.raises(PgrpoError) as info:
         validate_config({"personas": {"train": {"methods": ["grpo"]}}}, "c.yaml")
     assert str(info.value) == (
-        "c.yaml: personas.train.methods: methods are the same for every task "
-        "(set train.methods)"
+        "c.yaml: personas.train.methods: methods are the same for every task (set train.methods)"
     )
 
 

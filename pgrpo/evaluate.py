@@ -44,7 +44,7 @@ from pgrpo.models import (
     stop_token_ids,
 )
 from pgrpo.rollout import encode_prompts, generate, prefill, prompt_lengths
-from pgrpo.tasks import fit_to_context, load_task
+from pgrpo.tasks import GroupInPrompt, fit_to_context, load_task
 from pgrpo.tracking import check_store, log_evaluation
 
 
@@ -119,6 +119,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--test", help="test examples (default DATA/test.jsonl), e.g. "
                         "MovieLens test_c8.jsonl with 8 candidates")  # fmt: skip
+    parser.add_argument("--group-in-prompt", action="store_true", help="prompts name the "
+                        "user's cluster, as the adapter's method trained")  # fmt: skip
     parser.add_argument("--out", required=True)
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
@@ -195,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = Path(args.data)
     task = load_task(args.task, data_dir, config, args.reward_model)
     cluster_of_user, num_clusters = load_clusters(args.clusters)
+    if args.group_in_prompt:
+        task = GroupInPrompt(task, cluster_of_user, num_clusters)
     tokenizer = load_tokenizer(args.model)
     path = Path(args.test or data_dir / "test.jsonl")
     examples = test_examples(task, config, path, cluster_of_user, args.model, tokenizer)
@@ -204,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     model.eval()
     report = evaluation_report(model, tokenizer, task, examples, cluster_of_user, num_clusters,
                                config, progress=not args.no_progress)  # fmt: skip
+    report["group_in_prompt"] = args.group_in_prompt  # the prompts named the user's cluster
     report["seconds"] = time.perf_counter() - started
     write_json(args.out, report)
     log_evaluation(config, args.adapter, args.out, report, "eval")

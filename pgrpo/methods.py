@@ -33,9 +33,11 @@ BUILTIN = {
     "dr_grpo": {"advantage": "group", "grpo_scale": "none", "loss_aggregation": "dr_grpo"},
     "batch_grpo": {"advantage": "batch"},
     "maxmin_grpo": {"advantage": "group", "group_weighting": "softmin"},
+    "prompted_grpo": {"advantage": "group", "group_in_prompt": True},
 }
 LABELS = {"grpo": "GRPO", "pgrpo": "P-GRPO", "dr_grpo": "Dr. GRPO",
-          "batch_grpo": "GRPO (batch-normalised)", "maxmin_grpo": "MaxMin GRPO"}  # fmt: skip
+          "batch_grpo": "GRPO (batch-normalised)", "maxmin_grpo": "MaxMin GRPO",
+          "prompted_grpo": "GRPO (group in prompt)"}  # fmt: skip
 # Names a method cannot take: they are other rows of a table (pgrpo.tables), a folder beside
 # the runs, or the MovieLens reference rows.
 RESERVED = {"base", "heuristics", "clusters", "rating_model", "one_letter", "recent", "genre",

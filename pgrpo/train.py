@@ -55,7 +55,7 @@ from pgrpo.models import (
     stop_token_ids,
 )
 from pgrpo.rollout import prompt_lengths
-from pgrpo.tasks import fit_to_context, load_task
+from pgrpo.tasks import GroupInPrompt, fit_to_context, load_task
 from pgrpo.tracking import Tracker, check_store, training_tags
 from pgrpo.trainer import Trainer, TrainSettings, seed_everything
 
@@ -117,6 +117,8 @@ def setup(config: dict, args) -> SimpleNamespace:
         raise PgrpoError(f"{args.clusters}: {len(missing)} training users have no cluster")
     tokenizer = load_tokenizer(args.model)
     task = load_task(args.task, data_dir, config, args.reward_model)
+    if settings.group_in_prompt:
+        task = GroupInPrompt(task, cluster_of_user, num_clusters)
     examples = fit_to_context(
         task, examples, partial(prompt_lengths, tokenizer), context_length(args.model),
         settings.max_new_tokens, str(data_dir / "train.jsonl"),

@@ -66,6 +66,7 @@ class TrainSettings:
     warmup_min_count: int = 2
     decay: float = 1.0
     advantage_eps: float = 1e-4
+    group_in_prompt: bool = False  # the user's cluster named in the prompt (pgrpo.train)
     group_weighting: str = "none"  # softmin: weight clusters toward the worst (MaxMin)
     group_weighting_temperature: float = 0.1
     log_every: int = 1

@@ -14,6 +14,7 @@ from pgrpo.io import PgrpoError
 from pgrpo.methods import BUILTIN, label
 from pgrpo.stats import mean_ci95, minimum_detectable_difference
 from pgrpo.tables import cells, method_label, parse_runs, to_markdown
+from pgrpo.tasks import GroupInPrompt, Task
 
 
 def methods_of(train: dict) -> dict:
@@ -47,7 +48,8 @@ def test_a_mapping_adds_to_the_defaults_and_null_drops_one():
     [
         ({"methods": ["grpo", "maxmin"]},
          "train.methods: 'maxmin' is not a built-in method (grpo, pgrpo, dr_grpo, batch_grpo, "
-         "maxmin_grpo); write train.methods as a mapping of names to settings, e.g. "
+         "maxmin_grpo, prompted_grpo); write train.methods as a mapping of names to settings, "
+         "e.g. "
          "{maxmin: {advantage: group}}"),
         ({"methods": {"wide": {"learning_rate": 1e-3}}},
          "train.methods.wide: no advantage (one of group, batch, cluster)"),
@@ -127,3 +129,30 @@ def test_labels_of_methods_differences_and_other_rows():
     assert label("pgrpo-grpo") == "P-GRPO − GRPO"
     assert label("wide-dr_grpo") == "wide − Dr. GRPO"
     assert method_label("base") == "Base model" and method_label("wide") == "wide"
+
+
+def test_group_in_prompt_tags_the_first_user_message_and_keeps_the_rest():
+    """cluster-conditioned GRPO's prompts: the user's cluster, counted from 1, before the
+    task's own prompt; scores, options and everything else are the task's."""
+
+    class Echo(Task):
+        name = "echo"
+
+        def messages(self, example):
+            return [{"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": f"Hello {example['user_id']}"}]  # fmt: skip
+
+        def score(self, completion, example):
+            return float(completion == "hi"), True
+
+    inner = Echo()
+    task = GroupInPrompt(inner, {7: 2, 8: 0}, 3)
+    assert task.messages({"user_id": 7}) == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "[Preference group 3 of 3]\nHello 7"},
+    ]
+    assert task.messages({"user_id": 8})[1]["content"].startswith("[Preference group 1 of 3]")
+    assert inner.messages({"user_id": 7})[1]["content"] == "Hello 7"  # the task's own untouched
+    assert task.checked_scores(["hi", "no"], [{"user_id": 7}, {"user_id": 8}]) == [
+        (1.0, True), (0.0, True)]  # fmt: skip
+    assert task.name == "echo" and task.options({"user_id": 7}) is None

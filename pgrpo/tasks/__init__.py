@@ -70,6 +70,30 @@ class Task:
         raise NotImplementedError(f"the {self.name} task has no judge context")
 
 
+class GroupInPrompt:
+    """A task whose prompts tell the policy the user's preference group: the first user
+    message starts with ``[Preference group k of K]`` (k counted from 1), the cluster (or
+    given group) the user belongs to. Everything else is the wrapped task's. Methods with
+    ``group_in_prompt`` train and are evaluated with it (cluster-conditioned GRPO: the
+    policy personalises through its input, not through the advantage)."""
+
+    def __init__(self, task, cluster_of_user: dict[int, int], num_clusters: int) -> None:
+        self.task = task
+        self.cluster_of_user = cluster_of_user
+        self.num_clusters = num_clusters
+
+    def __getattr__(self, name: str):
+        return getattr(self.task, name)
+
+    def messages(self, example: dict) -> list[dict]:
+        messages = [dict(m) for m in self.task.messages(example)]
+        first = next(i for i, m in enumerate(messages) if m["role"] == "user")
+        k = self.cluster_of_user[example["user_id"]] + 1
+        note = f"[Preference group {k} of {self.num_clusters}]"
+        messages[first]["content"] = f"{note}\n{messages[first]['content']}"
+        return messages
+
+
 def describe(example: dict) -> str:
     """``user 12, position 5``: which example, for error lines."""
     where = f"user {example.get('user_id')}"

@@ -253,7 +253,14 @@ def heuristics_file(task, size, part=None):
 
 
 def evaluation_flags(wildcards, input):
+    """The reward model, adapter and test split of an evaluation; ``--group-in-prompt``
+    when the run's method trained with the user's cluster in its prompts."""
     flags = [reward_model_flag(wildcards, input)]
+    policy, _ = split_run(wildcards.run)
+    if policy != "base":
+        method = policy.split("/")[1].partition("-g")[0]
+        if method_train(section(wildcards.task, "train"), method).get("group_in_prompt"):
+            flags.append("--group-in-prompt")
     flags += [f"--adapter {input.adapter}"] if "adapter" in input.keys() else []
     flags += [f"--test {input.test}"] if "test" in input.keys() else []
     return " ".join(f for f in flags if f)

@@ -258,7 +258,8 @@ def evaluation_flags(wildcards, input):
     flags = [reward_model_flag(wildcards, input)]
     policy, _ = split_run(wildcards.run)
     if policy != "base":
-        method = policy.split("/")[1].partition("-g")[0]
+        _, folder = os.path.split(policy)  # seed0/pgrpo -> pgrpo
+        method = folder.partition("-g")[0]
         if method_train(section(wildcards.task, "train"), method).get("group_in_prompt"):
             flags.append("--group-in-prompt")
     flags += [f"--adapter {input.adapter}"] if "adapter" in input.keys() else []

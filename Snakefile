@@ -42,6 +42,18 @@ onstart:
     write_start_stamp(RUN_STARTED)
 
 
+onsuccess:
+    from pgrpo.manifest import write_end_stamp
+
+    write_end_stamp(RUN_STARTED, "success")
+
+
+onerror:
+    from pgrpo.manifest import write_end_stamp
+
+    write_end_stamp(RUN_STARTED, "error")
+
+
 rule all:
     default_target: True
     input:

@@ -3,10 +3,14 @@
 Records the git commit (and whether tracked files other than the results differed from it),
 the hash of the merged config, sha256 checksums of the data the run read (raw and prepared
 files; folders file by file), the versions of Python and of the packages that compute results, the
-machine, every result file's checksum, and time: the wall time of the Snakemake invocation
-that wrote the manifest (from the start stamp its ``onstart`` handler wrote) and the sum of
-all rules' measured run times (their ``benchmark`` files), which also counts rules finished
-by earlier, resumed invocations.
+machine, every result file's checksum, and time: the sum of all rules' measured run times
+(their ``benchmark`` files) and the wall time of the run. A run is every invocation since the
+last one that succeeded: one that fails or is killed is resumed by the next, so
+``invocations`` lists each (its start, its seconds and how it ended) and ``wall_seconds`` is
+their sum. The Snakefile's ``onstart`` handler records each start, ``onsuccess``/``onerror``
+each end; a killed invocation records none, and its time runs to its last finished job (the
+newest benchmark file before the next start), so that the time it was stopped for does not
+count.
 
     python -m pgrpo.manifest --config outputs/configs/<sha256>.yaml \\
         --started outputs/run_started.json --data resources/movielens ... \\
@@ -116,14 +120,37 @@ def rule_seconds(folder: Path) -> dict:
     return {"rules_seconds_total": round(sum(seconds), 1), "rules_measured": len(seconds)}
 
 
+def invocation_times(started: str | Path, benchmarks: str | Path | None) -> dict:
+    """The run's invocations (:func:`write_start_stamp`) with their seconds, their sum
+    ``wall_seconds`` and the first start; the last invocation (this one) runs to now."""
+    runs = _invocations(started)
+    if not runs:
+        raise PgrpoError(f"{started}: no invocation recorded")
+    finished = sorted(
+        path.stat().st_mtime for path in Path(benchmarks).rglob("*.tsv")
+    ) if benchmarks and Path(benchmarks).is_dir() else []  # fmt: skip
+    now = time.time()
+    listed = []
+    for i, run in enumerate(runs):
+        if "ended_epoch" in run:
+            end, how = run["ended_epoch"], run["status"]
+        elif i == len(runs) - 1:
+            end, how = now, "running"
+        else:  # killed: its last finished job before the next start
+            before = [t for t in finished if run["epoch"] <= t < runs[i + 1]["epoch"]]
+            end, how = (before[-1] if before else run["epoch"]), "stopped"
+        listed.append({"started": run["started"], "seconds": round(end - run["epoch"], 1),
+                       "ended": how})  # fmt: skip
+    return {"started": runs[0]["started"], "invocations": listed,
+            "wall_seconds": round(sum(r["seconds"] for r in listed), 1)}  # fmt: skip
+
+
 def build(config_path: str, started: str | None, data: list[str], benchmarks: str | None,
           results: list[str], out: str | None = None) -> dict:  # fmt: skip
     config = load_config(config_path)
     timing: dict = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if started:
-        stamp = read_json(started)
-        timing["started"] = stamp["started"]
-        timing["wall_seconds"] = round(time.time() - stamp["epoch"], 1)
+        timing.update(invocation_times(started, benchmarks))
     if benchmarks:
         timing.update(rule_seconds(Path(benchmarks)))
     return {
@@ -138,9 +165,32 @@ def build(config_path: str, started: str | None, data: list[str], benchmarks: st
     }
 
 
+def _invocations(path: str | Path) -> list[dict]:
+    """The invocations of the run recorded in ``path`` (a stamp of one start, as written
+    before invocations were listed, is a list of one)."""
+    if not Path(path).exists():
+        return []
+    stamp = read_json(path)
+    return stamp["invocations"] if "invocations" in stamp else [stamp]
+
+
 def write_start_stamp(path: str | Path) -> None:
-    """Called by the Snakefile's ``onstart``: when this invocation started."""
-    write_json(path, {"epoch": time.time(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    """Called by the Snakefile's ``onstart``: this invocation started. It continues the run
+    of the previous invocation unless that one succeeded (then a new run begins)."""
+    runs = _invocations(path)
+    if runs and runs[-1].get("status") == "success":
+        runs = []
+    runs.append({"epoch": time.time(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    write_json(path, {"invocations": runs})
+
+
+def write_end_stamp(path: str | Path, status: str) -> None:
+    """Called by the Snakefile's ``onsuccess`` (``success``) and ``onerror`` (``error``):
+    how and when this invocation ended."""
+    runs = _invocations(path)
+    if runs and "ended_epoch" not in runs[-1]:
+        runs[-1].update(ended_epoch=time.time(), status=status)
+        write_json(path, {"invocations": runs})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 
 import pytest
 import yaml
 from entrypoints import one_error_line, run_entry
 
-from pgrpo.manifest import checksums, rule_seconds, write_start_stamp
+from pgrpo.manifest import (
+    checksums,
+    invocation_times,
+    rule_seconds,
+    write_end_stamp,
+    write_start_stamp,
+)
 
 
 def test_checksums_cover_files_and_every_file_of_a_folder(tmp_path):
@@ -69,3 +76,44 @@ def test_missing_data_is_one_error_line_and_no_manifest(tmp_path):
                      "--results", str(config), "--out", str(out))  # fmt: skip
     assert "gone.jsonl: no such file or folder" in one_error_line(done)
     assert not out.exists()
+
+
+def test_a_resumed_run_sums_its_invocations_and_a_killed_one_ends_at_its_last_job(tmp_path):
+    """Three invocations of one run: the first killed (no end stamp) after a job finished
+    100 s in, then idle for an hour; the second ended by an error after 50 s; the third is
+    the one writing the manifest. The wall time counts 100 + 50 + the third's own, not the
+    hour in between; a success ends the run, and the next start begins a new one."""
+    stamp = tmp_path / "started.json"
+    t0 = time.time() - 4000
+    runs = [{"epoch": t0, "started": "first"},
+            {"epoch": t0 + 3700, "started": "second", "ended_epoch": t0 + 3750,
+             "status": "error"},
+            {"epoch": time.time() - 5, "started": "third"}]  # fmt: skip
+    stamp.write_text(json.dumps({"invocations": runs}))
+    bench = tmp_path / "benchmarks"
+    for name, at in (("a", t0 + 40), ("b", t0 + 100), ("c", t0 + 3720)):
+        path = bench / f"{name}.tsv"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("s\tmax_rss\n1.0\t10\n")
+        os.utime(path, (at, at))
+    times = invocation_times(stamp, bench)
+    seconds = [r["seconds"] for r in times["invocations"]]
+    assert seconds[:2] == [100.0, 50.0] and 4.5 <= seconds[2] < 60
+    assert [r["ended"] for r in times["invocations"]] == ["stopped", "error", "running"]
+    assert times["wall_seconds"] == pytest.approx(sum(seconds), abs=0.2)
+    assert times["started"] == "first"
+    write_end_stamp(stamp, "success")
+    write_start_stamp(stamp)  # after a success: a new run of one invocation
+    assert [r["started"] for r in json.loads(stamp.read_text())["invocations"]] != ["first"]
+    assert len(json.loads(stamp.read_text())["invocations"]) == 1
+    write_end_stamp(stamp, "error")
+    write_start_stamp(stamp)  # after an error: the same run, resumed
+    assert len(json.loads(stamp.read_text())["invocations"]) == 2
+
+
+def test_a_start_stamp_of_before_invocations_were_listed_is_one_invocation(tmp_path):
+    stamp = tmp_path / "started.json"
+    stamp.write_text(json.dumps({"epoch": time.time() - 30, "started": "old"}))
+    times = invocation_times(stamp, None)
+    assert times["started"] == "old" and 29 < times["wall_seconds"] < 90
+    assert [r["ended"] for r in times["invocations"]] == ["running"]

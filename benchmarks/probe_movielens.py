@@ -29,8 +29,8 @@ from pgrpo.choices import score_options, token_ids_of_options
 from pgrpo.io import read_jsonl, seeded_subset
 from pgrpo.models import LoraSettings, add_lora, autocast, load_base_model, load_tokenizer
 from pgrpo.rollout import encode_prompts, prefill
+from pgrpo.settings import TrainSettings, step_examples
 from pgrpo.tasks import load_task
-from pgrpo.trainer import TrainSettings, step_examples
 
 
 def main() -> None:

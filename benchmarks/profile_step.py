@@ -98,7 +98,8 @@ def main() -> None:
     from accelerate import Accelerator
 
     from pgrpo.models import add_lora, load_base_model, load_tokenizer, stop_token_ids
-    from pgrpo.trainer import Trainer, TrainSettings
+    from pgrpo.settings import TrainSettings
+    from pgrpo.trainer import Trainer
 
     torch.set_num_threads(args.threads)
     task, per_step, clusters = workload(args)

@@ -60,7 +60,8 @@ def run_pgrpo(args, method: str) -> dict:
     from pgrpo.methods import BUILTIN
     from pgrpo.models import add_lora, load_base_model, load_tokenizer, stop_token_ids
     from pgrpo.rollout import encode_prompts
-    from pgrpo.trainer import Trainer, TrainSettings
+    from pgrpo.settings import TrainSettings
+    from pgrpo.trainer import Trainer
 
     torch.set_num_threads(args.threads)
     task, per_step, clusters = workload(args)

@@ -55,9 +55,10 @@ from pgrpo.models import (
     stop_token_ids,
 )
 from pgrpo.rollout import prompt_lengths
+from pgrpo.settings import TrainSettings, seed_everything
 from pgrpo.tasks import GroupInPrompt, fit_to_context, load_task
 from pgrpo.tracking import Tracker, check_store, training_tags
-from pgrpo.trainer import Trainer, TrainSettings, seed_everything
+from pgrpo.trainer import Trainer
 
 
 class Stopped(Exception):

@@ -17,10 +17,10 @@ completion tokens sampled (completion_tokens).
 
 from __future__ import annotations
 
-import random
+import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -33,93 +33,10 @@ from pgrpo.advantages import (
     pgrpo_advantages,
     worst_group_weights,
 )
-from pgrpo.io import PgrpoError
 from pgrpo.loss import policy_loss
-from pgrpo.methods import method_train
 from pgrpo.models import autocast
 from pgrpo.rollout import completion_log_probs, encode_prompts, generate, prefill
-
-
-@dataclass
-class TrainSettings:
-    """Hyperparameters of one training run (config section ``train``)."""
-
-    method: str = "pgrpo"  # the name in train.methods (run, checkpoint and MLflow tag)
-    advantage: str = "cluster"  # group (GRPO), batch (Figure 1b), cluster (P-GRPO)
-    steps: int = 100
-    prompts_per_step: int = 4
-    group_size: int = 16
-    max_new_tokens: int = 4
-    temperature: float = 1.0
-    learning_rate: float = 3e-4
-    warmup_steps: int = 0  # linear learning-rate warm-up over the first steps
-    max_grad_norm: float | None = 1.0  # clip the adapter's gradient norm (None: never)
-    balanced_steps: bool = True  # multiple choice: each step's right positions even
-    beta: float = 0.04
-    clip_eps: float = 0.2
-    clip_eps_high: float | None = None  # None: clip_eps
-    iterations: int = 1
-    loss_aggregation: str = "grpo"
-    grpo_scale: str = "group"
-    std: str = "unbiased"
-    pgrpo_order: str = "after"
-    warmup_min_count: int = 2
-    decay: float = 1.0
-    advantage_eps: float = 1e-4
-    group_in_prompt: bool = False  # the user's cluster named in the prompt (pgrpo.train)
-    group_weighting: str = "none"  # softmin: weight clusters toward the worst (MaxMin)
-    group_weighting_temperature: float = 0.1
-    log_every: int = 1
-    seed: int = 0
-    precision: str = "bf16"
-    sharding: str | None = None  # launch.sharding: "fsdp" shards the model (pgrpo.sharding)
-
-    @classmethod
-    def from_config(cls, config: dict, method: str) -> TrainSettings:
-        train = method_train(config["train"], method)
-        fields = {k: train[k] for k in cls.__dataclass_fields__ if k in train}
-        return cls(
-            **fields, method=method, seed=config["seed"], precision=config["model"]["precision"],
-            sharding=config["launch"]["sharding"],
-        )  # fmt: skip
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def step_examples(
-    examples: list[dict], settings: TrainSettings, step: int, strata: list | None = None
-) -> list[dict]:
-    """The prompts of one global step: a seeded draw without replacement, same on every process.
-
-    With ``strata`` (a multiple-choice task's right positions) and ``balanced_steps``, the
-    draw is stratified: each position is right for ``n // k`` prompts of the step (the
-    remainder goes to positions drawn at random), then the prompts are shuffled. A step whose
-    prompts share a right letter pushes the whole policy toward that letter; balanced steps
-    cancel that push within the step instead of leaving it to chance.
-    """
-    rng = np.random.default_rng([settings.seed, step])
-    n = settings.prompts_per_step
-    if strata is None or not settings.balanced_steps:
-        picks = rng.choice(len(examples), size=n, replace=False)
-        return [examples[i] for i in picks]
-    strata = np.asarray(strata)
-    levels = np.unique(strata)
-    counts = np.full(len(levels), n // len(levels))
-    counts[rng.choice(len(levels), size=n % len(levels), replace=False)] += 1
-    picks = []
-    for level, count in zip(levels, counts, strict=True):
-        pool = np.flatnonzero(strata == level)
-        if len(pool) < count:
-            raise PgrpoError(
-                f"train.balanced_steps: {count} prompts with right position {level} needed per "
-                f"step, only {len(pool)} in the training split"
-            )
-        picks += rng.choice(pool, size=count, replace=False).tolist()
-    return [examples[i] for i in rng.permutation(picks)]
+from pgrpo.settings import TrainSettings, step_examples
 
 
 def new_cluster_stats(settings: TrainSettings, num_clusters: int) -> ClusterRewardStats:
@@ -223,28 +140,28 @@ class Trainer:
         n = len(items) // world
         return items[rank * n : (rank + 1) * n]
 
-    def step(self, step: int, examples: list[dict], cluster_of_user: dict[int, int]) -> dict:
-        """One optimisation step; returns its metrics (identical on every process)."""
+    def rollout(self, step: int, examples: list[dict], cluster_of_user: dict[int, int],
+                base: bool = False) -> SimpleNamespace:  # fmt: skip
+        """The step's prompts (this process's share), ``group_size`` sampled answers to each
+        and the rewards of the global batch. The policy samples (``base``: the base model,
+        adapter disabled, without gradients); the policy's prompt pass is kept, with its
+        gradients, for the first update (the sampling policy is the policy of that update)."""
         s, acc = self.settings, self.accelerator
         model = self.policy
         batch = self._local_slice(step_examples(examples, s, step, self._strata(examples)))
         prompts = encode_prompts(self.tokenizer, [self.task.messages(e) for e in batch], acc.device)
-        timings = {}
-
         t0 = time.perf_counter()
         model.train()
         precision = autocast(s.precision, acc.device)
-        with precision:
-            # The prompts run once, with gradients: sampling reads a detached copy of their
-            # cache and the first update below backpropagates into it (the sampling policy
-            # is the policy of that update).
+        base_model = model.disable_adapter() if base else contextlib.nullcontext()
+        with precision, base_model, torch.no_grad() if base else contextlib.nullcontext():
             prefilled = prefill(model, prompts)
             completions = generate(
                 model, prompts, s.group_size, s.max_new_tokens, self.stop_ids,
                 self.tokenizer.pad_token_id, s.temperature, generator=self._generators(step),
                 prefilled=prefilled,
             )  # fmt: skip
-        timings["time/generate"] = time.perf_counter() - t0
+        timings = {"time/generate": time.perf_counter() - t0}
 
         t0 = time.perf_counter()
         texts = self.tokenizer.batch_decode(
@@ -257,10 +174,38 @@ class Trainer:
         local_clusters = torch.tensor(
             [cluster_of_user[e["user_id"]] for e in _repeat(batch, s.group_size)], device=dev
         )
-        rewards = acc.gather(local_rewards).cpu()  # [prompts * G], same order as the global batch
-        clusters = acc.gather(local_clusters).cpu()
-        parsed = acc.gather(local_parsed).cpu()
         timings["time/score"] = time.perf_counter() - t0
+        return SimpleNamespace(
+            batch=batch, prompts=prompts, completions=completions, timings=timings,
+            prefilled=None if base else prefilled, local_rewards=local_rewards,
+            rewards=acc.gather(local_rewards).cpu(),  # [prompts * G], the global batch's order
+            clusters=acc.gather(local_clusters).cpu(), parsed=acc.gather(local_parsed).cpu(),
+        )  # fmt: skip
+
+    def update(self, loss: torch.Tensor, step: int, timings: dict) -> float:
+        """Backward, gradients averaged over processes, clipped; one AdamW step at the step's
+        learning rate. Returns the gradient norm before clipping."""
+        t0 = time.perf_counter()
+        loss.backward()
+        self._average_gradients()
+        timings["time/backward"] = timings.get("time/backward", 0.0) + time.perf_counter() - t0
+        t0 = time.perf_counter()
+        norm = self._clip_gradients()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._learning_rate(step)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        timings["time/optimizer"] = timings.get("time/optimizer", 0.0) + time.perf_counter() - t0
+        return norm
+
+    def step(self, step: int, examples: list[dict], cluster_of_user: dict[int, int]) -> dict:
+        """One optimisation step; returns its metrics (identical on every process)."""
+        s, acc = self.settings, self.accelerator
+        model = self.policy
+        out = self.rollout(step, examples, cluster_of_user)
+        prompts, completions, timings = out.prompts, out.completions, out.timings
+        rewards, clusters, prefilled = out.rewards, out.clusters, out.prefilled
+        precision = autocast(s.precision, acc.device)
 
         t0 = time.perf_counter()
         advantages_all = compute_advantages(rewards, clusters, s, self.cluster_stats)
@@ -270,9 +215,9 @@ class Trainer:
                 rewards, clusters, self.weighting_stats, s.group_weighting_temperature
             )
             advantages_all = advantages_all * weights
-        n_local = local_rewards.shape[0]
+        n_local = out.local_rewards.shape[0]
         start = acc.process_index * n_local
-        advantages = advantages_all[start : start + n_local].to(dev)
+        advantages = advantages_all[start : start + n_local].to(acc.device)
         timings["time/advantages"] = time.perf_counter() - t0
         self.last_batch = {"rewards": rewards, "clusters": clusters, "advantages": advantages_all}
 
@@ -294,19 +239,7 @@ class Trainer:
                 old_logp = logp.detach()  # the sampling policy's log-probs, kept
             loss, update_stats = update_loss(logp, old_logp, ref_logp, advantages, mask, s)
             timings["time/log_probs"] += time.perf_counter() - t0
-
-            t0 = time.perf_counter()
-            loss.backward()
-            self._average_gradients()
-            timings["time/backward"] += time.perf_counter() - t0
-
-            t0 = time.perf_counter()
-            grad_norms.append(self._clip_gradients())
-            for group in self.optimizer.param_groups:
-                group["lr"] = self._learning_rate(step)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            timings["time/optimizer"] += time.perf_counter() - t0
+            grad_norms.append(self.update(loss, step, timings))
             losses.append(loss.detach())
             stats.append(update_stats)
 
@@ -314,9 +247,9 @@ class Trainer:
         stats = {k: float(np.mean([st[k] for st in stats])) for k in stats[0]}
         stats["grad_norm"] = float(np.mean(grad_norms))
         stats["learning_rate"] = self._learning_rate(step)
-        tokens = acc.reduce(completions.mask.sum(), "sum").item()
-        timings["completion_tokens"] = tokens
-        metrics = self._metrics(rewards, clusters, parsed, advantages_all, loss, stats, timings)
+        timings["completion_tokens"] = acc.reduce(completions.mask.sum(), "sum").item()
+        metrics = self._metrics(rewards, clusters, out.parsed, advantages_all, loss, stats,
+                                timings)  # fmt: skip
         if weights is not None:
             for k in clusters.unique().tolist():
                 metrics[f"group_weight/cluster_{k}"] = weights[clusters == k][0].item()

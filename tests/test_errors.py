@@ -261,7 +261,8 @@ def test_a_non_finite_reward_stops_training_before_the_statistics(tmp_path, bad)
     from tiny_training import LengthParityTask, tiny_training_inputs
 
     from pgrpo.models import LoraSettings, add_lora, load_base_model
-    from pgrpo.trainer import Trainer, TrainSettings
+    from pgrpo.settings import TrainSettings
+    from pgrpo.trainer import Trainer
 
     class BrokenReward(LengthParityTask):
         """A task whose reward function returns ``bad`` for one answer of the batch."""

@@ -17,9 +17,9 @@ from pgrpo.advantages import (
 )
 from pgrpo.config import validate_config
 from pgrpo.loss import policy_loss
+from pgrpo.settings import TrainSettings
 from pgrpo.trainer import (
     Trainer,
-    TrainSettings,
     compute_advantages,
     new_cluster_stats,
     update_loss,

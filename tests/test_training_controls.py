@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pgrpo.io import PgrpoError
-from pgrpo.trainer import Trainer, TrainSettings, step_examples
+from pgrpo.settings import TrainSettings, step_examples
+from pgrpo.trainer import Trainer
 
 EXAMPLES = [{"i": i} for i in range(400)]
 # Unbalanced right positions, as in a real training split: position 0 is right 40% of the time.

@@ -24,7 +24,8 @@ from tiny_training import tiny_training_inputs
 from pgrpo import checkpoint, sharding
 from pgrpo.distributed import make_accelerator
 from pgrpo.models import LoraSettings, add_lora, load_base_model
-from pgrpo.trainer import Trainer, TrainSettings
+from pgrpo.settings import TrainSettings
+from pgrpo.trainer import Trainer
 
 
 def local_numel(p: torch.Tensor) -> int:

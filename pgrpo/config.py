@@ -110,7 +110,7 @@ def _check_methods(config: dict, schema: dict, source: str) -> None:
     validator = jsonschema.Draft7Validator(train)
     for name in config["train"]["methods"]:
         merged = method_train(config["train"], name)
-        merged.pop("advantage")
+        merged.pop("advantage", None)
         errors = sorted(validator.iter_errors(merged), key=lambda e: list(e.absolute_path))
         if errors:
             raise PgrpoError(_error_line(errors[0], source, within=f"train.methods.{name}."))

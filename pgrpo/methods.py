@@ -34,10 +34,11 @@ BUILTIN = {
     "batch_grpo": {"advantage": "batch"},
     "maxmin_grpo": {"advantage": "group", "group_weighting": "softmin"},
     "prompted_grpo": {"advantage": "group", "group_in_prompt": True},
+    "gdpo": {"objective": "dpo", "group_in_prompt": True},
 }
 LABELS = {"grpo": "GRPO", "pgrpo": "P-GRPO", "dr_grpo": "Dr. GRPO",
           "batch_grpo": "GRPO (batch-normalised)", "maxmin_grpo": "MaxMin GRPO",
-          "prompted_grpo": "GRPO (group in prompt)"}  # fmt: skip
+          "prompted_grpo": "GRPO (group in prompt)", "gdpo": "GDPO"}  # fmt: skip
 # Names a method cannot take: they are other rows of a table (pgrpo.tables), a folder beside
 # the runs, or the MovieLens reference rows.
 RESERVED = {"base", "heuristics", "clusters", "rating_model", "one_letter", "recent", "genre",
@@ -79,7 +80,7 @@ def check_methods(config: dict, source: str) -> None:
         if not NAME.match(name) or name in RESERVED:
             why = "is reserved" if name in RESERVED else "must be lower case letters, digits, _"
             raise PgrpoError(f"{where}: the name {why}")
-        if "advantage" not in settings:
+        if "advantage" not in settings and settings.get("objective", "grpo") != "dpo":
             raise PgrpoError(f"{where}: no advantage (one of {', '.join(ADVANTAGES)})")
         fixed = sorted(NOT_PER_METHOD & settings.keys())
         if fixed:
@@ -105,7 +106,7 @@ def method_train(train: dict, method: str) -> dict:
 
 def personalised(config: dict) -> list[str]:
     """The methods whose advantage uses the user's cluster (figure 4 ablates their clusters)."""
-    return [m for m, s in config["train"]["methods"].items() if s["advantage"] == "cluster"]
+    return [m for m, s in config["train"]["methods"].items() if s.get("advantage") == "cluster"]
 
 
 def difference(method: str, reference: str) -> str:

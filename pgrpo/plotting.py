@@ -54,6 +54,8 @@ def step_curves(runs: list[Run], metric: str, group=lambda run: run.model) -> di
         rows = read_jsonl(run.path)
         if not rows:
             raise PgrpoError(f"{run.path}: no training steps")
+        if metric == "reward_mean" and "pairs" in rows[0]:
+            continue  # GDPO's rewards are the base model's samples', not the policy's
         if any(metric not in r for r in rows):
             raise PgrpoError(f"{run.path}: no {metric} per step (retrain with this version)")
         curves[group(run)][run.method].append(trailing_mean(np.array([r[metric] for r in rows])))

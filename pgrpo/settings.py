@@ -40,6 +40,8 @@ class TrainSettings:
     decay: float = 1.0
     advantage_eps: float = 1e-4
     group_in_prompt: bool = False  # the user's cluster named in the prompt (pgrpo.train)
+    objective: str = "grpo"  # dpo: pairs of base-model answers, DPO loss (pgrpo.dpo)
+    dpo_beta: float = 0.1
     group_weighting: str = "none"  # softmin: weight clusters toward the worst (MaxMin)
     group_weighting_temperature: float = 0.1
     log_every: int = 1

@@ -160,6 +160,11 @@ def run_values(run: Run) -> list[tuple]:
         from pgrpo.dynamics import training_values  # it draws with this module's labels
 
         rows = read_jsonl(run.path)
+        if rows and "pairs" in rows[0]:  # GDPO: its rewards are the base model's samples'
+            pairs = sum(r["pairs"] for r in rows)
+            margin = sum(r["pair_reward_margin"] * r["pairs"] for r in rows) / max(pairs, 1)
+            return [("dpo_pairs", "all", pairs), ("dpo_pair_margin", "all", margin),
+                    *training_values(rows)]  # fmt: skip
         return [("final_train_reward", "all", final_reward(rows)), *training_values(rows)]
     data = read_json(run.path)
     if name.startswith("eval"):

@@ -44,6 +44,7 @@ from pgrpo.advantages import cluster_statistics
 from pgrpo.choices import validation_scorer
 from pgrpo.config import config_hash, load_task_config
 from pgrpo.distributed import make_accelerator
+from pgrpo.dpo import PairTrainer
 from pgrpo.io import PgrpoError, atomic_path, load_clusters, read_jsonl, run_cli, write_jsonl
 from pgrpo.models import (
     LoraSettings,
@@ -128,7 +129,8 @@ def setup(config: dict, args) -> SimpleNamespace:
         load_base_model(args.model, settings.precision, config["model"]["attention"]),
         LoraSettings.from_config(config),
     )
-    trainer = Trainer(
+    loop = PairTrainer if settings.objective == "dpo" else Trainer
+    trainer = loop(
         policy, tokenizer, task, accelerator, settings, num_clusters, stop_token_ids(tokenizer)
     )
     return SimpleNamespace(

@@ -48,9 +48,8 @@ def test_a_mapping_adds_to_the_defaults_and_null_drops_one():
     [
         ({"methods": ["grpo", "maxmin"]},
          "train.methods: 'maxmin' is not a built-in method (grpo, pgrpo, dr_grpo, batch_grpo, "
-         "maxmin_grpo, prompted_grpo); write train.methods as a mapping of names to settings, "
-         "e.g. "
-         "{maxmin: {advantage: group}}"),
+         "maxmin_grpo, prompted_grpo, gdpo); write train.methods as a mapping of names to "
+         "settings, e.g. {maxmin: {advantage: group}}"),
         ({"methods": {"wide": {"learning_rate": 1e-3}}},
          "train.methods.wide: no advantage (one of group, batch, cluster)"),
         ({"methods": {"wide": {"advantage": "global"}}},

@@ -142,13 +142,14 @@ def test_the_entry_points_refuse_what_a_task_does_not_have(tmp_path, plugin_path
 def test_a_fourth_task_runs_through_the_whole_workflow(tmp_path, plugin_path):
     """The plugin task, and only it, on the `.test` config: prepared, trained with every
     method on each seed (GRPO, P-GRPO and the baselines: batch-normalised GRPO, MaxMin GRPO,
-    GRPO with the group in its prompts, and a method of the config's own, Dr. GRPO),
+    GRPO with the group in its prompts, GDPO, and a method of the config's own, Dr. GRPO),
     evaluated, and written as its own table beside table 4, each method with its difference
     from GRPO; nothing outside this test suite knows the task."""
     config = tmp_path / "arithmetic.yaml"
     methods = {"batch_grpo": {"advantage": "batch"},
                "maxmin_grpo": {"advantage": "group", "group_weighting": "softmin"},
                "prompted_grpo": {"advantage": "group", "group_in_prompt": True},
+               "gdpo": {"objective": "dpo", "group_in_prompt": True},
                "unscaled": {"advantage": "group", "grpo_scale": "none",
                             "loss_aggregation": "dr_grpo"}}  # fmt: skip
     config.write_text(
@@ -169,7 +170,7 @@ def test_a_fourth_task_runs_through_the_whole_workflow(tmp_path, plugin_path):
     runs = tmp_path / ".test/outputs/tiny/arithmetic/groups/seed0"
     for method in ("grpo", *methods):  # evaluated with the prompts the method trained with
         report = json.loads((runs / method / "eval.json").read_text())
-        assert report["group_in_prompt"] is (method == "prompted_grpo"), method
+        assert report["group_in_prompt"] is (method in ("prompted_grpo", "gdpo")), method
     assert all(r["task"] == "arithmetic" and r["model"] == "tiny" for r in rows)  # `.test` scale
     general = (results / "tables/table4_general.csv").read_text()
     assert "arithmetic" in general and "movielens" not in general

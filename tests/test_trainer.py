@@ -40,6 +40,7 @@ LAUNCH_KEYS = {
 }
 NON_DEFAULT = {
     "group_weighting": "softmin", "group_weighting_temperature": 0.5, "group_in_prompt": True,
+    "objective": "dpo", "dpo_beta": 0.2,
     "steps": 7, "prompts_per_step": 6, "group_size": 3, "max_new_tokens": 9,
     "temperature": 0.7, "learning_rate": 1e-3, "beta": 0.1, "clip_eps": 0.1,
     "clip_eps_high": 0.28, "iterations": 3, "loss_aggregation": "dr_grpo", "grpo_scale": "batch",

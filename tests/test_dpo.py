@@ -43,6 +43,7 @@ def tiny(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.numerics
 def test_the_dpo_step_matches_trls_loss_on_a_fixed_batch(tiny, tmp_path):
     """One prompt, a chosen answer of 3 tokens and a rejected one of 2, under a LoRA policy
     moved away from the base model: the loss of pgrpo.dpo (tree log-probs of both answers

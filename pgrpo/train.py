@@ -160,7 +160,9 @@ def step_hook(run, config: dict, args, tracker, resumed, fingerprint, bar):
         if due and step > logged:
             tracker.log_metrics(metrics, step)
         bar.update(1)
-        bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", kl=f"{metrics['kl']:.4f}")
+        shown = {"reward": f"{metrics['reward_mean']:.3f}"}
+        shown |= {k: f"{metrics[k]:.4f}" for k in ("kl", "dpo/margin") if k in metrics}
+        bar.set_postfix(shown)
         next_step = step + 1
         if next_step == settings.steps:
             return  # the last step: the outputs are written next

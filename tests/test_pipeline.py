@@ -115,14 +115,14 @@ def test_text_tables_have_every_group_and_the_clusters_ari_and_rating_model(run)
     personas = _table(run, "table2_personas")
     groups = {r["cluster"] for r in _cells(personas, method="pgrpo", metric="reward")}
     evaluated = json.loads((_runs(run, "personas", "pgrpo")[0] / "eval.json").read_text())
-    assert groups == set(evaluated["per_group"]) | {"all", "worst"}
+    assert groups == set(evaluated["per_group"]) | {"all", "worst", "gap"}
     assert set(evaluated["per_group"]) <= tested and len(evaluated["per_group"]) >= 3
     clusters = json.loads((out / "outputs/personas/clusters/kmeans_k7.json").read_text())
     (ari,) = _cells(personas, metric="cluster_ari")
     assert float(ari["mean"]) == pytest.approx(clusters["adjusted_rand_index"])
     reviews = _table(run, "table3_reviews")
     ratings = {r["cluster"] for r in _cells(reviews, method="grpo", metric="reward")}
-    assert {"rating 1", "rating 5", "worst"} <= ratings
+    assert {"rating 1", "rating 5", "worst", "gap"} <= ratings
     rating = json.loads((out / "outputs/reviews/rating_model.json").read_text())
     (acc,) = _cells(reviews, metric="rating_model_balanced_accuracy")
     assert float(acc["mean"]) == pytest.approx(rating["balanced_accuracy"])

@@ -116,12 +116,18 @@ class PairTrainer(Trainer):
             "pairs": n_pairs,
             "pair_reward_margin": margin_sum / n_pairs if n_pairs else 0.0,
             "loss": acc.reduce(loss.detach().reshape(1), "mean").item(),
-            **{
-                k: acc.reduce(torch.tensor([v], device=acc.device), "mean").item()
-                for k, v in stats.items()
-            },  # fmt: skip
+            **self._pair_means(stats, float(keep.sum()), n_pairs),
             "grad_norm": grad_norm,
             "learning_rate": self._learning_rate(step),
             "completion_tokens": acc.reduce(out.completions.mask.sum(), "sum").item(),
             **timings,
+        }
+
+    def _pair_means(self, stats: dict, local_pairs: float, n_pairs: int) -> dict:
+        """This process's means over its pairs, as means over every process's pairs."""
+        acc = self.accelerator
+        return {
+            k: acc.reduce(torch.tensor([v * local_pairs], device=acc.device), "sum").item()
+            / max(n_pairs, 1)
+            for k, v in stats.items()
         }

@@ -17,7 +17,13 @@ import jsonschema
 import yaml
 
 from pgrpo.io import PgrpoError
-from pgrpo.methods import check_methods, method_train, normalise_methods
+from pgrpo.methods import (
+    check_methods,
+    check_reference,
+    method_train,
+    named_methods,
+    normalise_methods,
+)
 from pgrpo.tasks.registry import TASK_SECTIONS, extend_schema, task_spec, task_specs
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
@@ -35,7 +41,9 @@ def model_dir_name(name: str) -> str:
 
 def _fill_defaults(schema: dict, node: dict) -> None:
     """Insert the schema's defaults for missing keys, recursively (objects only). An object
-    without declared properties (a task's overrides) gets its default's missing keys."""
+    without declared properties (a task's overrides, ``train.methods``) gets its default's
+    missing keys (a method dropped with ``null`` keeps its null, so that validating a
+    validated config changes nothing)."""
     for key, sub in schema.get("properties", {}).items():
         if key not in node and "default" in sub:
             node[key] = copy.deepcopy(sub["default"])
@@ -108,12 +116,13 @@ def _check_methods(config: dict, schema: dict, source: str) -> None:
     check_methods(config, source)
     train = schema["properties"]["train"]
     validator = jsonschema.Draft7Validator(train)
-    for name in config["train"]["methods"]:
+    for name in named_methods(config["train"]):
         merged = method_train(config["train"], name)
         merged.pop("advantage", None)
         errors = sorted(validator.iter_errors(merged), key=lambda e: list(e.absolute_path))
         if errors:
             raise PgrpoError(_error_line(errors[0], source, within=f"train.methods.{name}."))
+    check_reference(config, source)
     for task in config["tasks"]:
         own = config.get(task, {}).get("train", {})
         chosen = sorted({"methods", "reference_method"} & own.keys())

@@ -12,10 +12,11 @@ sets differently from the section (``config.yaml``)::
       reference_method: grpo                     # tables: every other method minus this one
 
 Each method is its own run, adapter, MLflow run and table row, and every method but the
-reference gets a paired difference row ``<method>-<reference>``. A mapping merges over the
-defaults (as Snakemake merges a ``--configfile``: the defaults' ``grpo`` and ``pgrpo`` stay,
-``name: null`` drops one); a list of built-in names (the form before named methods,
-``methods: [grpo, pgrpo]``) selects exactly those.
+reference gets a paired difference row ``<method>-<reference>``. A ``--configfile``'s mapping
+merges over config.yaml's (Snakemake merges config files: its ``grpo`` and ``pgrpo`` stay,
+``name: null`` drops one); a mapping in the file an entry point reads is taken as written; a
+list of built-in names (the form before named methods, ``methods: [grpo, pgrpo]``) selects
+exactly those.
 """
 
 from __future__ import annotations
@@ -49,10 +50,16 @@ NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 NOT_PER_METHOD = {"methods", "reference_method", "num_processes", "threads"}
 
 
+def named_methods(train: dict) -> dict:
+    """The methods a (validated) train section trains, name -> settings: its ``methods``
+    without the entries dropped with ``null``."""
+    return {k: v for k, v in train["methods"].items() if v is not None}
+
+
 def normalise_methods(train: dict, source: str) -> None:
-    """``train.methods`` in place as a mapping of name -> settings: a list of built-in names
-    expands to their settings, a mapping's ``null`` entries are dropped; a one-line error for
-    a list name that is not built in."""
+    """``train.methods`` in place as a mapping of name -> settings (or null: dropped, kept
+    so that the defaults do not fill it in again); a list of built-in names expands to their
+    settings; a one-line error for a list name that is not built in."""
     methods = train.get("methods")
     if isinstance(methods, list):
         unknown = [m for m in methods if m not in BUILTIN]
@@ -62,9 +69,8 @@ def normalise_methods(train: dict, source: str) -> None:
                 f"({', '.join(BUILTIN)}); write train.methods as a mapping of names to "
                 f"settings, e.g. {{{unknown[0]}: {{advantage: group}}}}"
             )
-        train["methods"] = {m: dict(BUILTIN[m]) for m in methods}
-    elif isinstance(methods, dict):
-        train["methods"] = {k: v for k, v in methods.items() if v is not None}
+        # The defaults' other methods stay out: null, not absent.
+        train["methods"] = {m: None for m in BUILTIN} | {m: dict(BUILTIN[m]) for m in methods}
 
 
 def check_methods(config: dict, source: str) -> None:
@@ -72,7 +78,7 @@ def check_methods(config: dict, source: str) -> None:
     values a method sets are validated by :func:`pgrpo.config.validate_config` as the
     ``train`` section they produce (:func:`method_train`)."""
     train = config["train"]
-    methods = train["methods"]
+    methods = named_methods(train)
     if not methods:
         raise PgrpoError(f"{source}: train.methods: no method left to train")
     for name, settings in methods.items():
@@ -86,6 +92,12 @@ def check_methods(config: dict, source: str) -> None:
         if fixed:
             key = fixed[0]
             raise PgrpoError(f"{where}.{key}: the same for every method (set train.{key})")
+
+
+def check_reference(config: dict, source: str) -> None:
+    """The reference method of the difference rows is one of the methods trained."""
+    train = config["train"]
+    methods = named_methods(train)
     if train["reference_method"] not in methods:
         raise PgrpoError(
             f"{source}: train.reference_method: {train['reference_method']!r} is not one of "
@@ -96,17 +108,17 @@ def check_methods(config: dict, source: str) -> None:
 def method_train(train: dict, method: str) -> dict:
     """The ``train`` section as ``method`` trains: the section without the method table,
     with the method's own keys over it (``advantage`` included)."""
-    if method not in train["methods"]:
-        raise PgrpoError(
-            f"--method: {method!r} is not one of train.methods ({', '.join(train['methods'])})"
-        )
+    methods = named_methods(train)
+    if method not in methods:
+        raise PgrpoError(f"--method: {method!r} is not one of train.methods ({', '.join(methods)})")
     out = {k: v for k, v in train.items() if k not in ("methods", "reference_method")}
-    return out | train["methods"][method]
+    return out | methods[method]
 
 
 def personalised(config: dict) -> list[str]:
     """The methods whose advantage uses the user's cluster (figure 4 ablates their clusters)."""
-    return [m for m, s in config["train"]["methods"].items() if s.get("advantage") == "cluster"]
+    methods = named_methods(config["train"])
+    return [m for m, s in methods.items() if s.get("advantage") == "cluster"]
 
 
 def difference(method: str, reference: str) -> str:

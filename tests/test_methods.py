@@ -4,21 +4,25 @@ the best-worst gap of every per-group table."""
 
 from __future__ import annotations
 
+import copy
 import json
+from pathlib import Path
 
 import pytest
 from test_catalogue import SEEDS, _runs
 
-from pgrpo.config import validate_config
+from pgrpo.config import load_config, validate_config
 from pgrpo.io import PgrpoError
-from pgrpo.methods import BUILTIN, label
+from pgrpo.methods import BUILTIN, label, named_methods
 from pgrpo.stats import mean_ci95, minimum_detectable_difference
 from pgrpo.tables import cells, method_label, parse_runs, to_markdown
 from pgrpo.tasks import GroupInPrompt, Task
 
+CONFIG_YAML = Path(__file__).resolve().parents[1] / "config.yaml"
+
 
 def methods_of(train: dict) -> dict:
-    return validate_config({"train": train}, "c.yaml")["train"]["methods"]
+    return named_methods(validate_config({"train": train}, "c.yaml")["train"])
 
 
 def test_the_default_is_grpo_and_pgrpo_compared_with_grpo():
@@ -33,14 +37,22 @@ def test_a_list_of_built_in_names_selects_exactly_those():
     assert methods_of({"methods": ["grpo", "pgrpo"]}) == methods_of({})
     chosen = methods_of({"methods": ["grpo", "dr_grpo", "batch_grpo"]})
     assert chosen == {m: BUILTIN[m] for m in ("batch_grpo", "dr_grpo", "grpo")}
+    validated = validate_config({"train": {"methods": ["grpo", "dr_grpo"]}})
+    assert validate_config(copy.deepcopy(validated)) == validated  # pgrpo stays out
 
 
 def test_a_mapping_adds_to_the_defaults_and_null_drops_one():
-    """As Snakemake merges a --configfile over config.yaml."""
-    added = methods_of({"methods": {"wide": {"advantage": "batch", "learning_rate": 1e-3}}})
-    assert list(added) == ["grpo", "pgrpo", "wide"]
-    assert added["wide"] == {"advantage": "batch", "learning_rate": 1e-3}
-    assert list(methods_of({"methods": {"pgrpo": None}})) == ["grpo"]
+    """Merged over config.yaml as Snakemake merges a --configfile (and over the schema's
+    defaults where there is no config.yaml); the validated config validates to itself (the
+    jobs re-read it), so a dropped method stays dropped."""
+    wide = {"advantage": "batch", "learning_rate": 1e-3}
+    added = load_config(CONFIG_YAML, {"train": {"methods": {"wide": wide}}})
+    assert list(named_methods(added["train"])) == ["grpo", "pgrpo", "wide"]
+    assert added["train"]["methods"]["wide"] == wide
+    assert list(methods_of({"methods": {"wide": wide}})) == ["grpo", "pgrpo", "wide"]
+    dropped = load_config(CONFIG_YAML, {"train": {"methods": {"pgrpo": None}}})
+    assert list(named_methods(dropped["train"])) == ["grpo"]
+    assert validate_config(copy.deepcopy(dropped)) == dropped
 
 
 @pytest.mark.parametrize(

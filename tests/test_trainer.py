@@ -188,13 +188,14 @@ def test_a_methods_own_keys_override_the_train_section():
     section's other keys, and the other methods, stay as they are."""
     config = validate_config({"train": {"learning_rate": 1e-3, "methods": {
         "dr_grpo": {"advantage": "group", "grpo_scale": "none", "learning_rate": 5e-4},
-        "wide": {"advantage": "batch"},
+        "wide": {"advantage": "batch"}, "grpo": {"advantage": "group"},
+        "pgrpo": {"advantage": "cluster"},
     }}})  # fmt: skip
     dr = TrainSettings.from_config(config, "dr_grpo")
     assert (dr.advantage, dr.grpo_scale, dr.learning_rate) == ("group", "none", 5e-4)
     wide = TrainSettings.from_config(config, "wide")
     assert (wide.advantage, wide.grpo_scale, wide.learning_rate) == ("batch", "group", 1e-3)
-    pgrpo = TrainSettings.from_config(config, "pgrpo")  # the defaults' methods stay
+    pgrpo = TrainSettings.from_config(config, "pgrpo")  # the section's values
     assert (pgrpo.advantage, pgrpo.learning_rate) == ("cluster", 1e-3)
 
 

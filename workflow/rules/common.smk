@@ -14,7 +14,7 @@ from pgrpo.config import (
     validate_config,
 )
 from pgrpo.io import PgrpoError
-from pgrpo.methods import method_train, personalised
+from pgrpo.methods import method_train, named_methods, personalised
 from pgrpo.tasks.registry import config_specs
 
 
@@ -43,7 +43,7 @@ TASK_SPECS = or_exit(config_specs, config)
 TASKS = config["tasks"]
 # Methods by name (pgrpo/methods.py), the one every other is compared with, and those whose
 # advantage uses the user's cluster (figure 4 ablates their clusters).
-METHODS = list(config["train"]["methods"])
+METHODS = list(named_methods(config["train"]))
 REFERENCE_METHOD = config["train"]["reference_method"]
 COMPARED = [m for m in METHODS if m != REFERENCE_METHOD]
 PERSONALISED = personalised(config)

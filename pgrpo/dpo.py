@@ -84,8 +84,8 @@ class PairTrainer(Trainer):
         timings, g = out.timings, s.group_size
         best, worst, keep = preference_pairs(out.local_rewards.cpu(), g)
         n_pairs = int(acc.reduce(keep.sum().to(acc.device), "sum").item())
-        margins = (out.local_rewards.view(-1, g).max(1).values
-                   - out.local_rewards.view(-1, g).min(1).values)[keep.to(acc.device)]  # fmt: skip
+        grouped = out.local_rewards.view(-1, g)
+        margins = (grouped.max(1).values - grouped.min(1).values)[keep.to(acc.device)]
         margin_sum = acc.reduce(margins.sum().reshape(1), "sum").item()
         self.last_batch = {"rewards": out.rewards, "clusters": out.clusters,
                            "examples": out.batch, "pairs": keep.tolist()}  # fmt: skip

@@ -40,10 +40,13 @@ BUILTIN = {
 LABELS = {"grpo": "GRPO", "pgrpo": "P-GRPO", "dr_grpo": "Dr. GRPO",
           "batch_grpo": "GRPO (batch-normalised)", "maxmin_grpo": "MaxMin GRPO",
           "prompted_grpo": "GRPO (group in prompt)", "gdpo": "GDPO"}  # fmt: skip
-# Names a method cannot take: they are other rows of a table (pgrpo.tables), a folder beside
-# the runs, or the MovieLens reference rows.
-RESERVED = {"base", "heuristics", "clusters", "rating_model", "one_letter", "recent", "genre",
-            "popularity"}  # fmt: skip
+# The rows of a table that are not methods, with their labels: the base model, the clusters'
+# and the rating model's rows, the MovieLens reference rows.
+ROW_LABELS = {"base": "Base model", "clusters": "(clusters)", "rating_model": "(rating model)",
+              "one_letter": "Always A", "recent": "Newest release", "genre": "Genre overlap",
+              "popularity": "Most popular"}  # fmt: skip
+# Names a method cannot take: those rows, and the reference rows' key.
+RESERVED = {*ROW_LABELS, "heuristics"}
 NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 # Keys of the train section a method cannot set: the methods themselves, and what the
 # launcher decides for every run alike.

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from pgrpo.io import PgrpoError, read_json, read_jsonl, write_text
-from pgrpo.methods import difference, is_difference, label
+from pgrpo.methods import ROW_LABELS, difference, is_difference, label
 from pgrpo.stats import (
     Interval,
     format_cell,
@@ -50,10 +50,6 @@ from pgrpo.stats import (
 )
 
 COLUMNS = ("task", "model", "method", "cluster", "metric", "mean", "ci95", "n_seeds", "mdd")
-# Labels of the rows that are not methods (those are pgrpo.methods.LABELS).
-ROW_LABELS = {"base": "Base model", "clusters": "(clusters)", "rating_model": "(rating model)",
-              "one_letter": "Always A", "recent": "Newest release", "genre": "Genre overlap",
-              "popularity": "Most popular"}  # fmt: skip
 # The reference method of the difference rows when a table is not told otherwise.
 REFERENCE = "grpo"
 # Share of the last training steps whose mean reward is the "final training reward".

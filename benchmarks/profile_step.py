@@ -109,6 +109,7 @@ def main() -> None:
         group_size=args.group_size, max_new_tokens=args.max_new_tokens,
         temperature=args.temperature, learning_rate=args.learning_rate, beta=args.beta,
         seed=args.seed, precision=args.precision,
+        balanced_steps=False,  # each step trains on the workload's prompts for it, in order
     )  # fmt: skip
     tokenizer = load_tokenizer(folder)
     policy = add_lora(load_base_model(folder, args.precision), lora(args))

@@ -19,6 +19,7 @@ import torch
 from transformers import DynamicCache
 
 from pgrpo.attention import takes_boolean_mask
+from pgrpo.head import decoder, fused_head, head_log_probs
 from pgrpo.loss import token_log_probs
 
 
@@ -74,7 +75,9 @@ def prompt_lengths(tokenizer, conversations: list[list[dict]]) -> list[int]:
 
 @dataclass
 class Prefill:
-    """The prompts run once: last-position ``logits`` [P, V] and their key/value ``cache``.
+    """The prompts run once: last-position ``logits`` [P, V] and their key/value ``cache``;
+    ``hidden`` [P, H], the last position's hidden state, where the output layer is fused with
+    the log-probs (:func:`pgrpo.head.fused_head`; None where it is not).
 
     Made with gradients enabled, it serves both the sampling (through a detached copy) and
     the training pass (which backpropagates into it): the prompt is computed once per step.
@@ -82,6 +85,7 @@ class Prefill:
 
     logits: torch.Tensor
     cache: DynamicCache
+    hidden: torch.Tensor | None = None
 
     def cache_copy(self, model, detach: bool) -> DynamicCache:
         """A new cache holding the prompts' keys and values (a forward pass appends to it)."""
@@ -100,11 +104,15 @@ def prefill(model, prompts: PromptBatch) -> Prefill:
     matrix product, so it copied the output layer's weight once per prompt (forward and
     backward), a quarter of a MovieLens step's matrix time in bf16.
     """
+    inputs = {"input_ids": prompts.ids, "attention_mask": prompts.mask,
+              "position_ids": prompts.positions, "use_cache": True}  # fmt: skip
+    weight = fused_head(model)
+    if weight is not None:
+        out = decoder(model)(**inputs)
+        hidden = out.last_hidden_state[:, -1].contiguous()  # [P, H]
+        return Prefill(torch.nn.functional.linear(hidden, weight), out.cache, hidden)
     last = torch.tensor([prompts.ids.shape[1] - 1], device=prompts.ids.device)
-    out = model(
-        input_ids=prompts.ids, attention_mask=prompts.mask, position_ids=prompts.positions,
-        use_cache=True, logits_to_keep=last,
-    )  # fmt: skip
+    out = model(**inputs, logits_to_keep=last)
     return Prefill(out.logits[:, -1], out.cache)
 
 
@@ -258,17 +266,28 @@ def completion_log_probs(
     rank = needed.cumsum(1)  # slot q of prompt p is logits row rank[p, q] (1-based)
     previous = torch.cat([rank.new_zeros(n_prompts, 1), rank[:, :-1]], 1)  # slot q - 1
     source = torch.where((offset > 0) & tree_real, previous, 0)  # [P, W]
-    out = model(
-        input_ids=tree_ids,
-        attention_mask=tree_attention_mask(
+    inputs = {
+        "input_ids": tree_ids,
+        "attention_mask": tree_attention_mask(
             model, valid, segment, torch.arange(prompt_len, segment.shape[1], device=device)
         ),
-        position_ids=prompts.lengths[:, None] + offset,
-        cache=prefilled.cache_copy(model, detach=False),
-        logits_to_keep=kept,
-    )
-    logits = torch.cat([prefilled.logits[:, None], out.logits], dim=1)  # [P, 1 + M, V]
-    scored = token_log_probs(logits, tree_ids, source) * tree_real  # [P, W]
+        "position_ids": prompts.lengths[:, None] + offset,
+        "cache": prefilled.cache_copy(model, detach=False),
+    }
+    weight = fused_head(model)
+    if weight is not None and prefilled.hidden is not None:
+        hidden = decoder(model)(**inputs).last_hidden_state  # [P, W, H]
+        kept_hidden = hidden.gather(1, kept[..., None].expand(-1, -1, hidden.shape[-1]))
+        rows = torch.cat([prefilled.hidden[:, None], kept_hidden], dim=1)  # [P, 1 + M, H]
+        first = torch.arange(n_prompts, device=device)[:, None] * rows.shape[1]
+        scored = head_log_probs(
+            rows.reshape(-1, rows.shape[-1]), weight, (first + source).reshape(-1),
+            tree_ids.reshape(-1),
+        ).view(n_prompts, -1) * tree_real  # fmt: skip
+    else:
+        out = model(**inputs, logits_to_keep=kept)
+        logits = torch.cat([prefilled.logits[:, None], out.logits], dim=1)  # [P, 1 + M, V]
+        scored = token_log_probs(logits, tree_ids, source) * tree_real  # [P, W]
     log_probs = scored.new_zeros(n_prompts, g * steps).scatter(1, order, scored)
     return log_probs.reshape(n_prompts * g, steps)
 

@@ -3,6 +3,8 @@ session-wide `.test` pipeline run; the `pipeline` and `slow` markers of the test
 (the markers themselves are declared in pyproject.toml)."""
 
 import os
+import re
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +50,40 @@ def pytest_collection_modifyitems(items):
         if "pipeline" in item.fixturenames:
             item.add_marker(pytest.mark.pipeline)
             item.add_marker(pytest.mark.slow)
+
+
+# A test function or fixture that takes the session's pipeline run.
+_TAKES_PIPELINE = re.compile(r"^def \w+\([^)]*\bpipeline\b", re.M)
+
+
+def pipeline_files() -> set[str]:
+    """The test files (node id form, ``tests/test_x.py``) with a test or fixture that takes the
+    ``pipeline`` fixture."""
+    here = Path(__file__).parent
+    return {
+        f"{here.name}/{path.name}"
+        for path in here.glob("test_*.py")
+        if _TAKES_PIPELINE.search(path.read_text())
+    }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """How the suite is split over its pytest-xdist workers (pyproject's addopts: ``-n 2
+    --dist loadscope``): each worker takes whole files, so that a module's fixtures (a trained
+    run, a killed DAG) are made once, as in a plain run; and every file that uses the
+    session's `.test` pipeline run goes to one worker, so that the DAG is built once, while
+    the other worker runs the rest. (pytest-xdist's own ``xdist_group`` marks do not group
+    under pytest 9, whose node ids no longer come from the attribute xdist rewrites.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    shared = pipeline_files()
+
+    class PipelineTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "pipeline" if path in shared else path
+
+    return PipelineTogether(config, log)

@@ -227,10 +227,17 @@ def test_bf16_base_weights_log_probs_stay_close_to_float32(tmp_path):
     assert_equal_up_to_rounding(reference[mask], exact_reference[mask], **bound, msg="reference")
 
 
-def test_the_tree_holds_real_tokens_and_the_output_layer_runs_where_one_is_scored():
+@pytest.mark.parametrize("fused", [True, False])
+def test_the_tree_holds_real_tokens_and_the_output_layer_runs_where_one_is_scored(
+    fused, monkeypatch
+):
     """The tree pass feeds only the completions' real tokens (per prompt, padded to the
     prompt with the most) and projects onto the vocabulary only the positions whose next
-    token is a real token of the same completion (per prompt, padded to the longest list)."""
+    token is a real token of the same completion (per prompt, padded to the longest list):
+    the fused output layer's rows (pgrpo.head), or the model's own output layer where the
+    model does not qualify for it."""
+    import pgrpo.rollout
+
     policy = tiny_policy(seed=5)
     prompts = left_padded(PROMPTS)
     completions = some_completions(len(PROMPTS), 3, 4, seed=3)
@@ -240,6 +247,16 @@ def test_the_tree_holds_real_tokens_and_the_output_layer_runs_where_one_is_score
         embed.register_forward_hook(lambda module, args, out: fed.append(args[0].shape)),
         head.register_forward_hook(lambda module, args, out: seen.append(args[0].shape)),
     ]
+    if fused:
+        fused_rows = pgrpo.rollout.head_log_probs
+
+        def counted(hidden, *args):
+            seen.append(hidden.shape)
+            return fused_rows(hidden, *args)
+
+        monkeypatch.setattr(pgrpo.rollout, "head_log_probs", counted)
+    else:
+        monkeypatch.setattr(pgrpo.rollout, "fused_head", lambda model: None)
     completion_log_probs(policy, prompts, completions, 3)
     for handle in handles:
         handle.remove()
@@ -247,7 +264,10 @@ def test_the_tree_holds_real_tokens_and_the_output_layer_runs_where_one_is_score
     real, scored = mask.sum((1, 2)), mask[:, :, 1:].sum((1, 2))  # per prompt
     assert real.max() < 3 * 4  # some completions end early: the test shows the saving
     assert [tuple(s) for s in fed] == [(3, max(map(len, PROMPTS))), (3, int(real.max()))]
-    assert [tuple(s[:-1]) for s in seen] == [(3, 1), (3, int(scored.max()))]  # prefill, tree
+    if fused:  # the prompts' last positions and the tree's scored ones, as one [rows, H]
+        assert [tuple(s[:-1]) for s in seen] == [(3 * (1 + int(scored.max())),)]
+    else:
+        assert [tuple(s[:-1]) for s in seen] == [(3, 1), (3, int(scored.max()))]  # prefill, tree
 
 
 def test_sampling_draws_each_token_with_its_probability():

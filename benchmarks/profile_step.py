@@ -35,8 +35,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 from workload import lora, machine, model_dir, parser, workload
 
+from pgrpo.head import LM_HEAD_RANGE as LM_HEAD
+
 PHASES = ("generate", "score", "advantages", "log_probs", "backward", "optimizer")
-LM_HEAD = "pgrpo::lm_head"
 # Operators by kind (self CPU time; names as the profiler reports them).
 KINDS = {
     "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addmv",

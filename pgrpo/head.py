@@ -35,6 +35,9 @@ from torch.distributed.tensor import DTensor
 # ms, 32 rows 403, 64 rows 333 (the two matrix products at the machine's matmul peak), 128
 # rows 342; the full logits 719 ms.
 CHUNK_ROWS = 64
+# The profiler range of the output layer's forward product (benchmarks/profile_step.py counts
+# the matrix time under it apart; the model's own output layer gets it there from a hook).
+LM_HEAD_RANGE = "pgrpo::lm_head"
 
 
 def _base(model):
@@ -44,8 +47,7 @@ def _base(model):
 def fused_head(model) -> torch.Tensor | None:
     """The output layer's weight [vocab, hidden] when :func:`head_log_probs` computes the
     model's log-probs exactly, else None."""
-    base = _base(model)
-    head, config = base.get_output_embeddings(), base.config
+    head, config = output_layer(model), _base(model).config
     if type(head) is not torch.nn.Linear or head.bias is not None:
         return None  # e.g. a LoRA layer on the output layer: let the model compute it
     weight = head.weight
@@ -54,6 +56,11 @@ def fused_head(model) -> torch.Tensor | None:
     if getattr(config, "final_logit_softcapping", None) or hasattr(config, "logit_scale"):
         return None
     return weight
+
+
+def output_layer(model) -> torch.nn.Module:
+    """The model's output layer (the module, so that its hooks run)."""
+    return _base(model).get_output_embeddings()
 
 
 def decoder(model):
@@ -83,7 +90,8 @@ class _HeadLogProbs(torch.autograd.Function):
         expected = torch.empty(n_rows, width, dtype=acc, device=hidden.device) if grad else None
         for start in range(0, n_rows, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, n_rows)
-            logits = F.linear(hidden[start:stop], weight)  # [C, V], the compute dtype
+            with torch.profiler.record_function(LM_HEAD_RANGE):
+                logits = F.linear(hidden[start:stop], weight)  # [C, V], the compute dtype
             wide = logits.to(acc)
             lse[start:stop] = torch.logsumexp(wide, dim=-1)
             here = ((rows >= start) & (rows < stop)).nonzero().squeeze(-1)

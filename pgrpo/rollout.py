@@ -19,7 +19,7 @@ import torch
 from transformers import DynamicCache
 
 from pgrpo.attention import takes_boolean_mask
-from pgrpo.head import decoder, fused_head, head_log_probs
+from pgrpo.head import decoder, fused_head, head_log_probs, output_layer
 from pgrpo.loss import token_log_probs
 
 
@@ -110,7 +110,7 @@ def prefill(model, prompts: PromptBatch) -> Prefill:
     if weight is not None:
         out = decoder(model)(**inputs)
         hidden = out.last_hidden_state[:, -1].contiguous()  # [P, H]
-        return Prefill(torch.nn.functional.linear(hidden, weight), out.cache, hidden)
+        return Prefill(output_layer(model)(hidden), out.cache, hidden)  # its hooks see it
     last = torch.tensor([prompts.ids.shape[1] - 1], device=prompts.ids.device)
     out = model(**inputs, logits_to_keep=last)
     return Prefill(out.logits[:, -1], out.cache)

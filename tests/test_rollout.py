@@ -264,8 +264,8 @@ def test_the_tree_holds_real_tokens_and_the_output_layer_runs_where_one_is_score
     real, scored = mask.sum((1, 2)), mask[:, :, 1:].sum((1, 2))  # per prompt
     assert real.max() < 3 * 4  # some completions end early: the test shows the saving
     assert [tuple(s) for s in fed] == [(3, max(map(len, PROMPTS))), (3, int(real.max()))]
-    if fused:  # the prompts' last positions and the tree's scored ones, as one [rows, H]
-        assert [tuple(s[:-1]) for s in seen] == [(3 * (1 + int(scored.max())),)]
+    if fused:  # the prompts' last positions (prefill), then those and the tree's scored ones
+        assert [tuple(s[:-1]) for s in seen] == [(3,), (3 * (1 + int(scored.max())),)]
     else:
         assert [tuple(s[:-1]) for s in seen] == [(3, 1), (3, int(scored.max()))]  # prefill, tree
 

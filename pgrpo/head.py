@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch.distributed.tensor import DTensor
 
+from pgrpo.models import base_model
+
 # Rows of logits per chunk: 64 x 49,152 float32 logits are 12.6 MB, within the last-level
 # cache. Measured on 2 cores (1,200 rows of SmolLM2, bf16, forward and backward): 16 rows 589
 # ms, 32 rows 403, 64 rows 333 (the two matrix products at the machine's matmul peak), 128
@@ -40,14 +42,10 @@ CHUNK_ROWS = 64
 LM_HEAD_RANGE = "pgrpo::lm_head"
 
 
-def _base(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def fused_head(model) -> torch.Tensor | None:
     """The output layer's weight [vocab, hidden] when :func:`head_log_probs` computes the
     model's log-probs exactly, else None."""
-    head, config = output_layer(model), _base(model).config
+    head, config = output_layer(model), base_model(model).config
     if type(head) is not torch.nn.Linear or head.bias is not None:
         return None  # e.g. a LoRA layer on the output layer: let the model compute it
     weight = head.weight
@@ -60,12 +58,12 @@ def fused_head(model) -> torch.Tensor | None:
 
 def output_layer(model) -> torch.nn.Module:
     """The model's output layer (the module, so that its hooks run)."""
-    return _base(model).get_output_embeddings()
+    return base_model(model).get_output_embeddings()
 
 
 def decoder(model):
     """The model without its output layer: hidden states after the final norm."""
-    return _base(model).get_decoder()
+    return base_model(model).get_decoder()
 
 
 def head_log_probs(

@@ -268,6 +268,11 @@ def compute_dtype(precision: str) -> torch.dtype:
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
+def base_model(model):
+    """The transformers model inside a peft wrapper (``model`` itself when it is not one)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def autocast(precision: str, device: torch.device | str = "cpu"):
     """The compute precision of forward passes: ``fp32``, or ``bf16`` mixed precision.
 

@@ -26,6 +26,8 @@ import os
 import torch
 from torch.distributed.tensor import DTensor, distribute_tensor
 
+from pgrpo.models import base_model
+
 
 def launched_with_fsdp() -> bool:
     """Whether ``accelerate launch`` ran an FSDP config file (it exports ACCELERATE_USE_FSDP
@@ -46,8 +48,7 @@ def layer_classes(model) -> set[type]:
     ``_no_split_modules`` (its decoder layer, e.g. LlamaDecoderLayer)."""
     names = {n for n in os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP", "").split(",") if n}
     if not names:
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        names = set(getattr(base, "_no_split_modules", None) or [])
+        names = set(getattr(base_model(model), "_no_split_modules", None) or [])
     classes = {type(m) for m in model.modules() if type(m).__name__ in names}
     if not classes:
         raise ValueError(f"sharding: no module of class {sorted(names)} in the model")

@@ -118,6 +118,47 @@ def test_the_rollout_fused_pass_equals_the_models_own_output_layer(precision, mo
         assert_equal_up_to_rounding(a, b, msg="gradient", **bound)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_the_tree_holds_real_tokens_and_the_output_layer_runs_where_one_is_scored(
+    fused, monkeypatch
+):
+    """The tree pass feeds only the completions' real tokens (per prompt, padded to the
+    prompt with the most) and projects onto the vocabulary only the positions whose next
+    token is a real token of the same completion (per prompt, padded to the longest list):
+    the fused output layer's rows (pgrpo.head), or the model's own output layer where the
+    model does not qualify for it."""
+    policy = tiny_policy(seed=5)
+    prompts = left_padded(PROMPTS)
+    completions = some_completions(len(PROMPTS), 3, 4, seed=3)
+    fed, seen = [], []
+    embed, head = policy.get_input_embeddings(), policy.get_output_embeddings()
+    handles = [
+        embed.register_forward_hook(lambda module, args, out: fed.append(args[0].shape)),
+        head.register_forward_hook(lambda module, args, out: seen.append(args[0].shape)),
+    ]
+    if fused:
+        fused_rows = pgrpo.rollout.head_log_probs
+
+        def counted(hidden, *args):
+            seen.append(hidden.shape)
+            return fused_rows(hidden, *args)
+
+        monkeypatch.setattr(pgrpo.rollout, "head_log_probs", counted)
+    else:
+        monkeypatch.setattr(pgrpo.rollout, "fused_head", lambda model: None)
+    completion_log_probs(policy, prompts, completions, 3)
+    for handle in handles:
+        handle.remove()
+    mask = completions.mask.view(len(PROMPTS), 3, 4)
+    real, scored = mask.sum((1, 2)), mask[:, :, 1:].sum((1, 2))  # per prompt
+    assert real.max() < 3 * 4  # some completions end early: the test shows the saving
+    assert [tuple(s) for s in fed] == [(3, max(map(len, PROMPTS))), (3, int(real.max()))]
+    if fused:  # the prompts' last positions (prefill), then those and the tree's scored ones
+        assert [tuple(s[:-1]) for s in seen] == [(3,), (3 * (1 + int(scored.max())),)]
+    else:
+        assert [tuple(s[:-1]) for s in seen] == [(3, 1), (3, int(scored.max()))]  # prefill, tree
+
+
 def test_a_model_qualifies_only_with_a_frozen_plain_output_layer():
     policy = tiny_policy(seed=0)
     assert fused_head(policy) is policy.get_output_embeddings().weight

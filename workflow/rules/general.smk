@@ -28,5 +28,5 @@ rule general_capabilities:
     message:
         "General capabilities of {wildcards.model} {wildcards.where}"
     shell:
-        "python -m pgrpo.general --config {params.config} --model {input.model}"
-        " {params.adapter} --out {output} --no-progress > {log} 2>&1"
+        "TQDM_DISABLE=1 python -m pgrpo.general --config {params.config}"
+        " --model {input.model} {params.adapter} --out {output} > {log} 2>&1"

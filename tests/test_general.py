@@ -163,6 +163,20 @@ def test_write_tasks_rejects_choices_without_a_shared_context(tmp_path):
         harness.write_tasks(tmp_path, ["text"], "mc", [odd])
 
 
+def test_other_lm_eval_tasks_run_in_the_same_call(tiny, tmp_path):
+    """general.lm_eval_tasks (paper scale): lm-eval tasks by name, found among lm-eval's own
+    task definitions and include paths; here a local one stands in for a hub task."""
+    _, tokenizer, model = tiny
+    tasks = harness.write_tasks(tmp_path / "own", PASSAGES[:1], "pgrpo_test_mc", QUESTIONS)
+    harness.write_tasks(tmp_path / "own", PASSAGES[:1], "extra_mc", QUESTIONS[:2])
+    out = harness.evaluate(model, tokenizer, tmp_path / "own", tasks, 4, 0, ["extra_mc"])
+    folded = harness.hub_results(out, ["extra_mc"])
+    assert folded["tasks"] == ["extra_mc"] and set(folded["results"]) == {"extra_mc"}
+    mine = harness.mc_report(out, "extra_mc")  # the same questions score the same
+    assert mine["mc_scores"] == harness.mc_report(out, "pgrpo_test_mc")["mc_scores"][:2]
+    assert folded["results"]["extra_mc"]["acc,none"] == pytest.approx(mine["mc_accuracy"])
+
+
 def test_hub_results_keep_only_the_hub_tasks():
     out = {"results": {"pgrpo_lambada": {}, "pgrpo_arc_easy": {}, "mmlu": {"acc,none": 0.3}},
            "n-samples": {"pgrpo_lambada": {}, "mmlu": {"effective": 9}},

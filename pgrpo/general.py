@@ -24,8 +24,6 @@ in the same call, and their results are folded into the same output.
 
     python -m pgrpo.general --config config.yaml --model resources/models/smollm2-135m \
         [--adapter outputs/movielens/pgrpo/adapter] --out general.json
-
-lm-evaluation-harness draws its progress bars with tqdm: ``TQDM_DISABLE=1`` hides them.
 """
 
 from __future__ import annotations

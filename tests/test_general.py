@@ -265,10 +265,11 @@ def write_config(tmp_path, **section) -> str:
 
 @pytest.mark.slow
 @needs_wheel
-def test_cli_writes_every_key_for_base_and_adapter(tiny, adapter, tmp_path):
+def test_cli_writes_every_key_for_base_and_adapter(tiny, adapter, tmp_path, capfd):
     config = write_config(tmp_path, max_passages=4, max_tokens=32, mc_questions=3)
-    args = ["--config", config, "--model", str(tiny[0])]
+    args = ["--config", config, "--model", str(tiny[0]), "--no-progress"]
     general.main([*args, "--out", str(tmp_path / "base.json")])
+    assert "Tokenizing inputs" not in capfd.readouterr().err  # lm-eval's request bars are off
     general.main([*args, "--adapter", str(adapter), "--out", str(tmp_path / "lora.json")])
     base, lora = (json.loads((tmp_path / f).read_text()) for f in ("base.json", "lora.json"))
     keys = {"lm_loss", "perplexity", "lm_tokens", "lm_passages", "mc_accuracy",

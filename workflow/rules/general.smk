@@ -29,4 +29,4 @@ rule general_capabilities:
         "General capabilities of {wildcards.model} {wildcards.where}"
     shell:
         "python -m pgrpo.general --config {params.config} --model {input.model}"
-        " {params.adapter} --out {output} > {log} 2>&1"
+        " {params.adapter} --out {output} --no-progress > {log} 2>&1"

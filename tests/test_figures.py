@@ -151,3 +151,27 @@ def test_the_curves_file_dvc_plots_holds_each_methods_mean_and_interval(tmp_path
                     *args, "--curves", str(tmp_path / "other.csv"))  # fmt: skip
     assert "only fig2_reward_curves has curves" in one_error_line(bad)
     assert not (tmp_path / "other.csv").exists()
+
+
+def test_a_method_has_one_colour_in_every_panel():
+    """Colours follow the method, not its position among a panel's methods: GDPO has no
+    per-cluster advantage, and figure 6's bars then drew GRPO in GDPO's colour of the
+    curves above them."""
+    from pgrpo.methods import BUILTIN
+    from pgrpo.plotting import method_color, plot_bands, pyplot
+
+    colours = [method_color(m) for m in BUILTIN]
+    assert len(set(colours)) == len(colours)
+    assert method_color("pgrpo-grpo") == method_color("pgrpo")  # a difference: its method's
+    assert method_color("my_method") not in colours
+    assert method_color("my_method") == method_color("my_method")
+    plt = pyplot()
+    fig, (a, b) = plt.subplots(1, 2)
+    curves = np.ones((2, 5))
+    plot_bands(a, {"gdpo": curves, "grpo": curves, "pgrpo": curves})
+    plot_bands(b, {"grpo": curves, "pgrpo": curves})
+    drawn = [{line.get_label().split(" (")[0]: line.get_color() for line in ax.get_lines()}
+             for ax in (a, b)]  # fmt: skip
+    plt.close(fig)
+    assert drawn[0]["GRPO"] == drawn[1]["GRPO"] == method_color("grpo")
+    assert drawn[0]["P-GRPO"] == drawn[1]["P-GRPO"] != drawn[0]["GDPO"]

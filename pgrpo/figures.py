@@ -261,8 +261,8 @@ CAPTIONS = {
     "K-Means or random clusters (variant) of each size K; the reference method (GRPO) for "
     "comparison; mean ± 95% CI over seeds.",
     "fig5_judge_winrates": "Figure 5 data: the judge's win rate of each method over the "
-    "reference method (P-GRPO over GRPO) per preference group (0.5 = no preference; ties count "
-    "half); mean ± 95% CI over seeds.",
+    "reference method (in the default, P-GRPO over GRPO) per preference group (0.5 = no "
+    "preference; ties count half); mean ± 95% CI over seeds.",
     "fig6_training_dynamics": "Figure 6 data: share of generation groups whose rewards are all "
     "equal (mean over steps) and mean advantage per cluster, per task and method; mean ± 95% "
     "CI over seeds.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,19 @@ def test_plots_diff_shows_both_versions_of_the_reward_curves(versions):
         for method in ("grpo", "pgrpo"):
             picked = [r for r in rows if r["rev"] == rev and r["field"] == method]
             assert sorted(int(r["step"]) for r in picked) == list(range(steps))
+
+
+def test_every_published_metrics_file_is_a_dvc_metric():
+    """The committed results' metrics files, the default's and the baselines run's, are all
+    declared in dvc.yaml and load, so `dvc metrics diff` compares every one of them."""
+    published = {p.relative_to(REPO).as_posix() for p in REPO.glob("results/**/metrics/*.json")}
+    assert "results/baselines/metrics/table2_personas.json" in published
+    command = [sys.executable, "-m", "dvc", "metrics", "show", "--json"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (revision,) = json.loads(done.stdout).values()
+    assert "error" not in revision, revision["error"]
+    assert published <= set(revision["data"])
+    for path in published:
+        assert "error" not in revision["data"][path], (path, revision["data"][path])
+        assert revision["data"][path]["data"], path

@@ -181,14 +181,15 @@ def fig4(rows: list[dict], stem: str | Path) -> None:
     ablated = [m for m in trained_methods(acc) if len(kmeans(acc, m)) >= 2]
     if not ablated:
         raise PgrpoError("fig4: needs a method's runs with at least two K-Means cluster counts")
-    for i, method in enumerate(ablated):
-        name = method_label(method)
-        errorbar(left, kmeans(acc, method), f"{name} test accuracy", f"C{2 * i + 1}")
-        errorbar(left, kmeans(train, method), f"{name} training reward (last 10%)",
-                 f"C{2 * i + 2}", marker="s")  # fmt: skip
+    # A method's colour (pgrpo.plotting.method_color): accuracy solid, reward dashed.
+    for method in ablated:
+        name, color = method_label(method), method_color(method)
+        errorbar(left, kmeans(acc, method), f"{name} test accuracy", color)
+        errorbar(left, kmeans(train, method), f"{name} training reward (last 10%)", color,
+                 marker="s", linestyle="--")  # fmt: skip
     for method in (m for m in trained_methods(acc) if m not in ablated):
         for v, r in acc[method].items():
-            left.axhline(r["mean"], color="C0", linestyle="--",
+            left.axhline(r["mean"], color=method_color(method), linestyle="--",
                          label=f"{method_label(method)} test accuracy ({v})")  # fmt: skip
     left.set_xscale("log", base=2)
     counts = sorted({variant_number(v) for m in ablated for v in kmeans(acc, m)})
@@ -211,8 +212,9 @@ def fig4(rows: list[dict], stem: str | Path) -> None:
         if any(c is None for c in cells_):
             raise PgrpoError(f"fig4: {name} {method_label(method)} is missing for one of K = {ks}")
         right.bar(np.arange(len(ks)) + width * (j + 0.5) - 0.4, [c["mean"] for c in cells_],
-                  width, yerr=[half_width(c) for c in cells_], capsize=3, color=f"C{3 + j}",
-                  label=f"{method_label(method)}, {name}")  # fmt: skip
+                  width, yerr=[half_width(c) for c in cells_], capsize=3,
+                  color=method_color(method), hatch=None if source == "kmeans" else "//",
+                  edgecolor="white", label=f"{method_label(method)}, {name}")  # fmt: skip
     right.set_xticks(range(len(ks)), [f"K={k}" for k in ks])
     right.set_ylabel("test accuracy")
     right.set_title("K-Means vs random clusters (same sizes)")

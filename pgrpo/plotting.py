@@ -115,9 +115,10 @@ def variant_number(variant: str) -> int:
     return int(match.group(1))
 
 
-def errorbar(ax, points: dict[str, dict], label: str, color: str, marker: str = "o") -> None:
+def errorbar(ax, points: dict[str, dict], label: str, color: str, marker: str = "o",
+             linestyle: str = "-") -> None:  # fmt: skip
     xs = sorted(points, key=variant_number)
     ys = [points[v]["mean"] for v in xs]
     err = [half_width(points[v]) for v in xs]
     ax.errorbar([variant_number(v) for v in xs], ys, yerr=err, label=label, color=color,
-                marker=marker, capsize=3)  # fmt: skip
+                marker=marker, linestyle=linestyle, capsize=3)  # fmt: skip

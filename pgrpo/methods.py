@@ -134,6 +134,11 @@ def is_difference(name: str) -> bool:
     return "-" in name
 
 
+def method_of(name: str) -> str:
+    """The method a table row belongs to: itself, or a difference row's first method."""
+    return name.split("-", 1)[0]
+
+
 def label(name: str, labels: dict[str, str] | None = None) -> str:
     """How a table or a figure names a method, a difference row or another row."""
     labels = {**LABELS, **(labels or {})}

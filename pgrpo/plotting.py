@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from pgrpo.io import PgrpoError, atomic_path, read_jsonl
-from pgrpo.methods import BUILTIN
+from pgrpo.methods import BUILTIN, method_of
 from pgrpo.stats import t_quantile
 from pgrpo.tables import Run, method_label
 
@@ -27,7 +27,7 @@ def method_color(name: str) -> str:
     """One colour per method in every figure and panel: the built-in methods in
     ``pgrpo.methods.BUILTIN``'s order (GRPO C0, P-GRPO C1, ...), any other name one of the
     palette's remaining colours by a hash of the name; a difference row takes its method's."""
-    method = name.split("-", 1)[0]
+    method = method_of(name)
     builtin = list(BUILTIN)
     if method in builtin:
         return f"C{builtin.index(method)}"

@@ -4,6 +4,10 @@ missing or inconsistent data."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,7 +168,14 @@ def test_a_method_has_one_colour_in_every_panel():
     assert len(set(colours)) == len(colours)
     assert method_color("pgrpo-grpo") == method_color("pgrpo")  # a difference: its method's
     assert method_color("my_method") not in colours
-    assert method_color("my_method") == method_color("my_method")
+    # The same colour in every process (a figure redrawn later): not Python's salted hash().
+    script = "from pgrpo.plotting import method_color; print(method_color('my_method'))"
+    for salt in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": salt}
+        other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               env=env, check=True, timeout=120,
+                               cwd=Path(__file__).resolve().parents[1]).stdout.strip()  # fmt: skip
+        assert other == method_color("my_method")
     plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2)
     curves = np.ones((2, 5))

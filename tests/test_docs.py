@@ -4,6 +4,7 @@ blocks parses on the `.test` config."""
 
 from __future__ import annotations
 
+import csv
 import importlib
 import re
 import shlex
@@ -140,3 +141,34 @@ def test_every_snakemake_command_of_the_manual_parses(command, tmp_path):
         cmd += ["--cores", "1"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+# A published number with its interval, as the tables print it: "0.246 ± 0.033".
+RESULT = re.compile(r"-?\d+\.\d{3} ± \d+\.\d{3}")
+
+
+def _published_numbers() -> set[str]:
+    """Every "mean ± interval" the committed results hold: the tables' Markdown as written,
+    and each CSV column next to its ``<column>_ci95`` (the simulation's table) at 3 decimals."""
+    found: set[str] = set()
+    for table in (REPO / "results").rglob("tables/*"):
+        if table.suffix == ".md":
+            found.update(RESULT.findall(table.read_text()))
+        elif table.suffix == ".csv":
+            for row in csv.DictReader(table.open()):
+                for column, value in row.items():
+                    interval = row.get(f"{column}_ci95")
+                    if value and interval:
+                        found.add(f"{float(value):.3f} ± {float(interval):.3f}")
+    return found
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/results.md"])
+def test_every_published_number_comes_from_the_results(page):
+    """A "mean ± interval" in the README's claims or the results page is one the committed
+    tables hold: rewritten pages cannot keep a number of an earlier run. A difference may be
+    quoted the other way round ("GRPO's is above by 0.014 ± 0.012")."""
+    written = {n.lstrip("-") for n in RESULT.findall((REPO / page).read_text())}
+    published = {n.lstrip("-") for n in _published_numbers()}
+    assert len(written) >= 10, "the page quotes no results"
+    assert sorted(written - published) == []

@@ -85,8 +85,9 @@ def format_cell(interval: Interval, digits: int = 3) -> str:
     return f"{interval.mean:.{digits}f} ± {interval.ci95:.{digits}f}"
 
 
-def _sd(interval: Interval) -> float:
-    """The sample standard deviation behind an interval's half-width."""
+def spread(interval: Interval) -> float:
+    """The sample standard deviation behind an interval's half-width: for a paired
+    difference, the seed-to-seed spread of the differences (NaN when undefined)."""
     return interval.ci95 * math.sqrt(interval.n) / t_quantile(interval.n)
 
 
@@ -105,7 +106,7 @@ def minimum_detectable_difference(interval: Interval, power: float = 0.8) -> flo
     0.05 with the interval's seeds and spread; NaN when the interval is undefined."""
     if math.isnan(interval.ci95) or interval.n < 2:
         return math.nan
-    sd = _sd(interval)
+    sd = spread(interval)
     if sd == 0:
         return 0.0
     high = 4 * sd / math.sqrt(interval.n)  # the normal approximation gives 2.8 sd / sqrt(n)
@@ -119,7 +120,7 @@ def seeds_for_half_width(interval: Interval, half_width: float) -> int | None:
     the spread is undefined)."""
     if math.isnan(interval.ci95) or interval.n < 2:
         return None
-    sd, n = _sd(interval), 2
+    sd, n = spread(interval), 2
     while t_quantile(n) * sd / math.sqrt(n) > half_width:
         n += 1
     return n

@@ -123,9 +123,10 @@ def test_power_lists_the_mdd_and_seeds_of_every_published_difference(tmp_path):
     # t(n) sd / sqrt(n) falls under 0.03 at n = 5 (0.0255), not at 4 (0.0327).
     assert row["mdd"] == pytest.approx(3.2642 * 0.051 * math.sqrt(3) / 4.3027, rel=1e-3)
     assert row["seeds_for_half_width"] == 5
+    assert row["spread"] == pytest.approx(0.051 * math.sqrt(3) / 4.3027, rel=1e-3)
     ref = tmp_path / "r.json"
     ref.write_text(json.dumps(reference))
     done = run_entry("pgrpo.reference", "power", "--reference", str(ref), "--out",
                      str(tmp_path / "p.md"))  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "| -0.008 ± 0.051 | 3 | 0.067 | 5 |" in (tmp_path / "p.md").read_text()
+    assert "| -0.008 ± 0.051 | 3 | 0.021 | 0.067 | 5 |" in (tmp_path / "p.md").read_text()

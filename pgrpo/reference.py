@@ -43,6 +43,7 @@ from pgrpo.methods import is_difference
 from pgrpo.stats import (
     Interval,
     minimum_detectable_difference,
+    p_value,
     seeds_for_half_width,
     spread,
     t_quantile,
@@ -160,9 +161,9 @@ def _cell(mean: float, half: float | None) -> str:
 
 def power_table(reference: dict, half_width: float) -> list[dict]:
     """Per published difference headline cell (P-GRPO - GRPO, every method minus the
-    reference method): its interval, the seed-to-seed spread of the paired differences (their
-    standard deviation), its minimum detectable difference and the seeds an interval of
-    ``half_width`` would need at that spread."""
+    reference method): its interval, the paired t-test's p-value, the seed-to-seed spread of
+    the paired differences (their standard deviation), its minimum detectable difference and
+    the seeds an interval of ``half_width`` would need at that spread."""
     rows = []
     for key, cell in reference["cells"].items():
         if not is_difference(key.split("/")[3]) or cell["ci95"] is None:
@@ -170,16 +171,18 @@ def power_table(reference: dict, half_width: float) -> list[dict]:
         interval = Interval(cell["mean"], cell["ci95"], cell["n_seeds"])
         needed = seeds_for_half_width(interval, half_width)
         rows.append({"cell": key, "mean": cell["mean"], "ci95": cell["ci95"],
-                     "n_seeds": cell["n_seeds"], "spread": spread(interval),
+                     "n_seeds": cell["n_seeds"], "p": p_value(interval),
+                     "spread": spread(interval),
                      "mdd": minimum_detectable_difference(interval),
                      "seeds_for_half_width": needed})  # fmt: skip
     return rows
 
 
 def power_markdown(rows: list[dict], half_width: float) -> str:
-    lines = ["| cell | difference | seeds | paired spread (SD) | MDD (80% power) | "
-             f"seeds for ±{half_width} |", "|---|---|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {r['cell']} | {_cell(r['mean'], r['ci95'])} | {r['n_seeds']} | "
+    lines = ["| cell | difference | seeds | p (paired t) | paired spread (SD) | "
+             f"MDD (80% power) | seeds for ±{half_width} |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {r['cell']} | {_cell(r['mean'], r['ci95'])} | {r['n_seeds']} | {r['p']:.3f} | "
               f"{r['spread']:.3f} | {r['mdd']:.3f} | {r['seeds_for_half_width']} |"
               for r in rows]  # fmt: skip
     return "\n".join(lines) + "\n"

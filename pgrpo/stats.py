@@ -91,6 +91,17 @@ def spread(interval: Interval) -> float:
     return interval.ci95 * math.sqrt(interval.n) / t_quantile(interval.n)
 
 
+def p_value(interval: Interval) -> float:
+    """Two-sided p-value of the paired t-test of mean 0 behind an interval (the one-sample t
+    test on the per-seed differences); NaN when the interval is undefined."""
+    if math.isnan(interval.ci95) or interval.n < 2:
+        return math.nan
+    if interval.ci95 == 0:
+        return 1.0 if interval.mean == 0 else 0.0
+    t = interval.mean / (interval.ci95 / t_quantile(interval.n))
+    return float(2 * stats.t.sf(abs(t), interval.n - 1))
+
+
 def paired_power(difference: float, sd: float, n: int, alpha: float = 0.05) -> float:
     """Power of the two-sided one-sample (paired) t-test at level ``alpha`` with ``n``
     differences of standard deviation ``sd`` when the true mean difference is ``difference``."""

@@ -12,6 +12,7 @@ from pgrpo.stats import (
     Interval,
     mean_ci95,
     minimum_detectable_difference,
+    p_value,
     paired_power,
     seeds_for_half_width,
     t_quantile,
@@ -51,6 +52,17 @@ def test_power_by_simulation():
     draws = rng.normal(mdd, sd, size=(20000, n))
     rejected = stats.ttest_1samp(draws, 0.0, axis=1).pvalue < 0.05
     assert rejected.mean() == pytest.approx(0.8, abs=0.015)  # 4 binomial sd of 20000 draws
+
+
+@pytest.mark.parametrize("values", [[0.01, -0.02, 0.03], [0.02, 0.03, 0.025], [0.1, 0.3, 0.2, 0.6]])
+def test_the_p_value_is_the_paired_t_tests(values):
+    """The p-value recovered from an interval is scipy's one-sample t-test on the values."""
+    from scipy import stats
+
+    expected = stats.ttest_1samp(values, 0.0).pvalue
+    assert p_value(mean_ci95(values)) == pytest.approx(expected, rel=1e-9)
+    assert math.isnan(p_value(Interval(0.1, math.nan, 1)))
+    assert p_value(mean_ci95([0.0, 0.0, 0.0])) == 1.0
 
 
 def test_seeds_for_a_target_half_width():

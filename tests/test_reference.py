@@ -119,6 +119,7 @@ def test_power_lists_the_mdd_and_seeds_of_every_published_difference(tmp_path):
         "t/movielens/m/pgrpo-grpo//worst/accuracy": {"mean": 0.1, "ci95": None, "n_seeds": 1},
     }}  # fmt: skip
     (row,) = power_table(reference, 0.03)
+    # t = 0.008 / (0.051 / t(2)) = 0.675, two-sided p = 0.569 (df 2);
     # sd = 0.051 * sqrt(3) / t(2) = 0.0205; MDD = 3.2642 sd (pwr.t.test, n = 3); the half-width
     # t(n) sd / sqrt(n) falls under 0.03 at n = 5 (0.0255), not at 4 (0.0327).
     assert row["mdd"] == pytest.approx(3.2642 * 0.051 * math.sqrt(3) / 4.3027, rel=1e-3)
@@ -129,4 +130,4 @@ def test_power_lists_the_mdd_and_seeds_of_every_published_difference(tmp_path):
     done = run_entry("pgrpo.reference", "power", "--reference", str(ref), "--out",
                      str(tmp_path / "p.md"))  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "| -0.008 ± 0.051 | 3 | 0.021 | 0.067 | 5 |" in (tmp_path / "p.md").read_text()
+    assert "| -0.008 ± 0.051 | 3 | 0.569 | 0.021 | 0.067 | 5 |" in (tmp_path / "p.md").read_text()

@@ -46,7 +46,7 @@ from pgrpo.stats import (
     p_value,
     seeds_for_half_width,
     spread,
-    t_quantile,
+    standard_error,
 )
 
 HEADLINE_CLUSTERS = ("all", "worst")
@@ -83,7 +83,7 @@ def _se(cell: dict) -> float:
     """Standard error of a cell's mean (0 without an interval: one deterministic value)."""
     if cell["ci95"] is None or cell["n_seeds"] < 2:
         return 0.0
-    return cell["ci95"] / t_quantile(cell["n_seeds"])
+    return standard_error(Interval(cell["mean"], cell["ci95"], cell["n_seeds"]))
 
 
 def compare_cell(published: dict, new: dict) -> dict:

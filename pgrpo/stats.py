@@ -44,6 +44,11 @@ class Interval:
     def high(self) -> float:
         return self.mean + self.ci95
 
+    @property
+    def defined(self) -> bool:
+        """An interval from at least two values (a spread, and so a test, exist)."""
+        return not math.isnan(self.ci95) and self.n >= 2
+
     def overlaps_zero(self) -> bool:
         """True when 0 lies inside the interval (or the interval is undefined)."""
         return math.isnan(self.ci95) or self.low <= 0.0 <= self.high
@@ -85,20 +90,25 @@ def format_cell(interval: Interval, digits: int = 3) -> str:
     return f"{interval.mean:.{digits}f} ± {interval.ci95:.{digits}f}"
 
 
+def standard_error(interval: Interval) -> float:
+    """The standard error of the mean behind an interval's half-width."""
+    return interval.ci95 / t_quantile(interval.n)
+
+
 def spread(interval: Interval) -> float:
     """The sample standard deviation behind an interval's half-width: for a paired
     difference, the seed-to-seed spread of the differences (NaN when undefined)."""
-    return interval.ci95 * math.sqrt(interval.n) / t_quantile(interval.n)
+    return standard_error(interval) * math.sqrt(interval.n)
 
 
 def p_value(interval: Interval) -> float:
     """Two-sided p-value of the paired t-test of mean 0 behind an interval (the one-sample t
     test on the per-seed differences); NaN when the interval is undefined."""
-    if math.isnan(interval.ci95) or interval.n < 2:
+    if not interval.defined:
         return math.nan
     if interval.ci95 == 0:
         return 1.0 if interval.mean == 0 else 0.0
-    t = interval.mean / (interval.ci95 / t_quantile(interval.n))
+    t = interval.mean / standard_error(interval)
     return float(2 * stats.t.sf(abs(t), interval.n - 1))
 
 
@@ -115,7 +125,7 @@ def paired_power(difference: float, sd: float, n: int, alpha: float = 0.05) -> f
 def minimum_detectable_difference(interval: Interval, power: float = 0.8) -> float:
     """The smallest true difference detected with ``power`` by a two-sided paired t-test at
     0.05 with the interval's seeds and spread; NaN when the interval is undefined."""
-    if math.isnan(interval.ci95) or interval.n < 2:
+    if not interval.defined:
         return math.nan
     sd = spread(interval)
     if sd == 0:
@@ -129,7 +139,7 @@ def minimum_detectable_difference(interval: Interval, power: float = 0.8) -> flo
 def seeds_for_half_width(interval: Interval, half_width: float) -> int | None:
     """Seeds whose 95% interval would have ``half_width`` at the interval's spread (None when
     the spread is undefined)."""
-    if math.isnan(interval.ci95) or interval.n < 2:
+    if not interval.defined:
         return None
     sd, n = spread(interval), 2
     while t_quantile(n) * sd / math.sqrt(n) > half_width:

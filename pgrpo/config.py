@@ -213,6 +213,15 @@ def task_config(config: dict, task: str) -> dict:
     return merged
 
 
+def training_seeds(config: dict) -> list[int]:
+    """The training seeds of a validated ``config``: ``seeds`` as a list, or the count N of
+    seeds ``seed``, ``seed`` + 1, ..., ``seed`` + N - 1."""
+    seeds = config["seeds"]
+    if isinstance(seeds, list):
+        return list(seeds)
+    return [config["seed"] + i for i in range(seeds)]
+
+
 def load_task_config(path: str | Path, task: str | None) -> tuple[str, dict]:
     """(task, the config file ``path`` as it sees it: :func:`task_config`); ``task`` None is
     the config's first task, what an entry point's ``--task`` defaults to."""

@@ -11,6 +11,7 @@ from pgrpo.config import (
     config_sources,
     model_dir_name,
     task_config,
+    training_seeds,
     validate_config,
 )
 from pgrpo.io import PgrpoError
@@ -53,7 +54,7 @@ JUDGED_TASKS = [t for t in TASKS if TASK_SPECS[t].judged]
 # figure 2). Training seeds: every trained run is repeated with each.
 MAIN = model_dir_name(config["model"]["name"])
 MODELS = {model_dir_name(n): n for n in [config["model"]["name"], *config["model"]["compare"]]}
-SEEDS = [config["seed"] + i for i in range(config["seeds"])]
+SEEDS = training_seeds(config)
 FIGURES = config["figures"]
 
 

@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.name == "fig2_reward_curves":
         fig2(runs, args.figure)
     elif args.name == "fig6_training_dynamics":
-        fig6(runs, rows, args.figure)
+        fig6([r for r in runs if r.path.name == "metrics.jsonl"], rows, args.figure)
     elif args.name == "fig7_group_size":
         fig7(rows, args.figure)
     else:

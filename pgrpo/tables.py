@@ -173,6 +173,8 @@ def run_values(run: Run) -> list[tuple]:
     if name == "rating_model.json":
         return [("rating_model_accuracy", "all", data["accuracy"]),
                 ("rating_model_balanced_accuracy", "all", data["balanced_accuracy"])]  # fmt: skip
+    if name == "groups.json":  # names the cluster numbers of the others (group_names)
+        return []
     if run.path.parent.name == "clusters":
         if "adjusted_rand_index" not in data:
             raise PgrpoError(f"{run.path}: no adjusted_rand_index (cluster with --labels)")
@@ -188,15 +190,35 @@ def run_values(run: Run) -> list[tuple]:
     raise PgrpoError(f"{run.path}: unknown kind of run file (expected {kinds} or clusters/*.json)")
 
 
+# Training metrics logged per cluster number (``advantage_mean/cluster_3``); an evaluation
+# names its groups ("rating 4"), and a task whose groups are given names the numbers so too.
+NUMBERED_BY_CLUSTER = ("advantage_mean",)
+
+
+def group_names(runs: list[Run]) -> dict[str, list[str]]:
+    """{task: the name of each cluster number} from the runs' given-groups files
+    (``groups.json``: the partition's ``method`` and ``labels``, e.g. ``rating`` and ``1``:
+    "rating 1", as the task's evaluation names the group)."""
+    names = {}
+    for run in runs:
+        if run.path.name == "groups.json":
+            data = read_json(run.path)
+            names[run.task] = [f"{data['method']} {label}" for label in data["labels"]]
+    return names
+
+
 def cells(runs: list[Run], reference: str = REFERENCE) -> list[dict]:
     """Long-format rows: one per (task, model, method, variant, cluster, metric) over seeds,
     then the paired difference ``<method>-<reference>`` of every other method wherever it
     and ``reference`` have 2+ common seeds (the base model and the reference rows have none:
     they are not seeded)."""
     by_key: dict[tuple, dict[str, float]] = defaultdict(dict)
+    names = group_names(runs)
     for run in runs:
         for metric, cluster, value, *method in run_values(run):
             method = method[0] if method else run.method
+            if metric in NUMBERED_BY_CLUSTER and run.task in names:
+                cluster = names[run.task][int(cluster)]
             key = (run.task, run.model, method, run.variant, cluster, metric)
             if run.seed in by_key[key]:
                 raise PgrpoError(f"{run.path}: run {key} seed {run.seed} given twice")

@@ -13,6 +13,7 @@ import yaml
 from entrypoints import one_error_line, run_entry
 
 from pgrpo.io import read_jsonl
+from pgrpo.tasks.reviews import RatingModel, ReviewsTask
 
 GOOD = ("A wonderful, moving book; I loved every page.", "Beautiful poems, a delight to read.",
         "One of the best collections I have read this year.")  # fmt: skip
@@ -175,3 +176,32 @@ def test_no_review_left_after_skipping_is_an_error(tmp_path):
         "least one"
     )
     assert not out.exists()
+
+
+def test_figure_6_names_the_rating_groups_as_the_evaluation_does(goodreads, tmp_path):
+    """The training metrics number the clusters (advantage_mean/cluster_2); with the groups
+    file among its runs, figure 6's table names them as the task's evaluation names a group."""
+    data = goodreads["data"]
+    args = [f"m/reviews/groups/-={data / 'groups.json'}"]
+    for method in ("grpo", "pgrpo"):
+        for seed in range(2):
+            rows = [{"step": s, "reward_mean": 0.5, "zero_std_group_fraction": 0.0,
+                     "advantage_mean/cluster_0": -0.5 - seed, "advantage_mean/cluster_2": 0.25}
+                    for s in range(3)]  # fmt: skip
+            path = tmp_path / method / str(seed) / "metrics.jsonl"
+            path.parent.mkdir(parents=True)
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            args.append(f"m/reviews/{method}/{seed}={path}")
+    out = tmp_path / "out"
+    done = run_entry("pgrpo.figures", "--name", "fig6_training_dynamics", "--runs", *args,
+                     "--figure", str(out / "fig6"), "--table", str(out / "t"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    cells = {tuple(line.split(",")[2:5]): line.split(",")[5]
+             for line in (out / "t.csv").read_text().splitlines()[1:]}  # fmt: skip
+    task = ReviewsTask(RatingModel(np.zeros((1, 3)), np.zeros(3), [0, 1, 2], []))
+    examples = {row["group"]: row for row in read_jsonl(data / "train.jsonl")}
+    low, high = task.group_of(examples[0]), task.group_of(examples[2])
+    assert (low, high) == ("rating 1-2", "rating 4-5")
+    assert float(cells[("grpo", low, "advantage_mean")]) == pytest.approx(-1.0)
+    assert float(cells[("pgrpo", high, "advantage_mean")]) == pytest.approx(0.25)
+    assert not any(cluster in ("0", "2") for _, cluster, _ in cells)

@@ -45,7 +45,15 @@ def task_table_runs(task):
         runs[clusters_file(task)] = f"{MAIN}/{task}/clusters/-"
     if spec.reward_model:
         runs[f"{OUTPUTS}/{task}/rating_model.json"] = f"{MAIN}/{task}/rating_model/-"
-    return runs
+    return {**runs, **group_names_run(task)}
+
+
+def group_names_run(task):
+    """A task whose groups are given (the reviews' ratings): its groups file, which names the
+    clusters the training metrics number (cluster 0 is "rating 1")."""
+    if partition(task) != "groups":
+        return {}
+    return {clusters_file(task): f"{MAIN}/{task}/groups/-"}
 
 
 def general_runs():
@@ -128,6 +136,7 @@ def catalogue_runs(name):
         runs = {}
         for task in TASKS:
             runs.update(_trained(task, kinds=("metrics.jsonl",)))
+            runs.update(group_names_run(task))
         return runs
     return judge_runs()
 

@@ -51,6 +51,21 @@ def test_step_benchmark_runs_pgrpo_and_trl_side_by_side(tmp_path):
     assert "measured matmul peak" in out
 
 
+def test_decode_benchmark_prints_the_step_its_kinds_of_work_and_its_bounds(tmp_path):
+    out = run_benchmark(
+        "decode_step.py", "--model", "tiny", "--models-dir", str(tmp_path),
+        "--prompts", "2", "--group-size", "3", "--max-new-tokens", "3",
+    )  # fmt: skip
+    assert "2 prompts x G=3 (6 rows per decoding step), 3 decoding steps" in out
+    step = re.search(r"\(median of 3\): ([\d.]+) ms with the LoRA adapter, ([\d.]+) ms", out)
+    assert step and float(step[1]) > 0 and float(step[2]) > 0
+    kinds = table_rows(out)
+    assert "matmul" in kinds and "cache concatenation" in kinds
+    # The tiny model: 2 layers x 7 projections and the output layer.
+    assert re.search(r"products of all 15 weight matrices \(\d+ MB.*\) with 6 rows: [\d.]+ ms", out)
+    assert re.search(r"read bandwidth \(sum of 512 MB\): [\d.]+ GB/s", out)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: --device cuda runs")
 def test_step_benchmark_on_cuda_without_a_gpu_says_so_in_one_line():
     cmd = [sys.executable, str(ROOT / "benchmarks" / "step_throughput.py"), "--device", "cuda"]

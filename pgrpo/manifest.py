@@ -7,10 +7,10 @@ machine, every result file's checksum, and time: the sum of all rules' measured 
 (their ``benchmark`` files) and the wall time of the run. A run is every invocation since the
 last one that succeeded: one that fails or is killed is resumed by the next, so
 ``invocations`` lists each (its start, its seconds and how it ended) and ``wall_seconds`` is
-their sum. The Snakefile's ``onstart`` handler records each start, ``onsuccess``/``onerror``
-each end; a killed invocation records none, and its time runs to its last finished job (the
-newest benchmark file before the next start), so that the time it was stopped for does not
-count.
+their sum; the runs before it in the same outputs are ``earlier_runs``. The Snakefile's
+``onstart`` handler records each start, ``onsuccess``/``onerror`` each end; a killed
+invocation records none, and its time runs to its last finished job (the newest benchmark file
+before the next start), so that the time it was stopped for does not count.
 
     python -m pgrpo.manifest --config outputs/configs/<sha256>.yaml \\
         --started outputs/run_started.json --data resources/movielens ... \\
@@ -122,13 +122,24 @@ def rule_seconds(folder: Path) -> dict:
 
 def invocation_times(started: str | Path, benchmarks: str | Path | None) -> dict:
     """The run's invocations (:func:`write_start_stamp`) with their seconds, their sum
-    ``wall_seconds`` and the first start; the last invocation (this one) runs to now."""
+    ``wall_seconds`` and the first start; the last invocation (this one) runs to now. The
+    runs that wrote into the same outputs before this one (each ended by a success) are
+    ``earlier_runs``, oldest first, in the same form: a run that redraws one figure of a
+    finished run keeps the record of the run that made the rest."""
     runs = _invocations(started)
     if not runs:
         raise PgrpoError(f"{started}: no invocation recorded")
     finished = sorted(
         path.stat().st_mtime for path in Path(benchmarks).rglob("*.tsv")
     ) if benchmarks and Path(benchmarks).is_dir() else []  # fmt: skip
+    times = _run_times(runs, finished)
+    earlier = _earlier(started)
+    if earlier:
+        times["earlier_runs"] = [_run_times(run, finished) for run in earlier]
+    return times
+
+
+def _run_times(runs: list[dict], finished: list[float]) -> dict:
     now = time.time()
     listed = []
     for i, run in enumerate(runs):
@@ -174,23 +185,29 @@ def _invocations(path: str | Path) -> list[dict]:
     return stamp["invocations"] if "invocations" in stamp else [stamp]
 
 
+def _earlier(path: str | Path) -> list[list[dict]]:
+    """The invocations of the runs before the present one (each a list), oldest first."""
+    return read_json(path).get("earlier", []) if Path(path).exists() else []
+
+
 def write_start_stamp(path: str | Path) -> None:
     """Called by the Snakefile's ``onstart``: this invocation started. It continues the run
-    of the previous invocation unless that one succeeded (then a new run begins)."""
-    runs = _invocations(path)
+    of the previous invocation unless that one succeeded: then a new run begins, and the
+    finished one joins the earlier runs."""
+    runs, earlier = _invocations(path), _earlier(path)
     if runs and runs[-1].get("status") == "success":
-        runs = []
+        runs, earlier = [], [*earlier, runs]
     runs.append({"epoch": time.time(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    write_json(path, {"invocations": runs})
+    write_json(path, {"invocations": runs, **({"earlier": earlier} if earlier else {})})
 
 
 def write_end_stamp(path: str | Path, status: str) -> None:
     """Called by the Snakefile's ``onsuccess`` (``success``) and ``onerror`` (``error``):
     how and when this invocation ended."""
-    runs = _invocations(path)
+    runs, earlier = _invocations(path), _earlier(path)
     if runs and "ended_epoch" not in runs[-1]:
         runs[-1].update(ended_epoch=time.time(), status=status)
-        write_json(path, {"invocations": runs})
+        write_json(path, {"invocations": runs, **({"earlier": earlier} if earlier else {})})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -109,6 +109,18 @@ def test_a_resumed_run_sums_its_invocations_and_a_killed_one_ends_at_its_last_jo
     write_end_stamp(stamp, "error")
     write_start_stamp(stamp)  # after an error: the same run, resumed
     assert len(json.loads(stamp.read_text())["invocations"]) == 2
+    # The finished run is kept as an earlier run, with the times it had.
+    later = invocation_times(stamp, bench)
+    assert len(later["invocations"]) == 2 and later["started"] != "first"
+    (kept,) = later["earlier_runs"]
+    assert kept["started"] == "first" and [r["seconds"] for r in kept["invocations"]][:2] == [
+        100.0, 50.0]  # fmt: skip
+    assert [r["ended"] for r in kept["invocations"]] == ["stopped", "error", "success"]
+    assert kept["wall_seconds"] >= times["wall_seconds"] - 0.2
+    write_end_stamp(stamp, "success")
+    write_start_stamp(stamp)  # a third run: two earlier ones, oldest first
+    assert [run["started"] for run in invocation_times(stamp, bench)["earlier_runs"]][0] == "first"
+    assert len(invocation_times(stamp, bench)["earlier_runs"]) == 2
 
 
 def test_a_start_stamp_of_before_invocations_were_listed_is_one_invocation(tmp_path):

@@ -73,11 +73,13 @@ def by_kind(prof, steps: int) -> dict[str, float]:
 
 def sweep(weights, rows: int, packed: bool, repeats: int = 5) -> tuple[float, list]:
     """Median seconds of one product with each weight (in model order), and the outputs."""
-    inputs = {w.shape[1]: torch.randn(rows, w.shape[1], dtype=w.dtype) for w in weights}
+    generator = torch.Generator().manual_seed(0)  # the same inputs for both kernels
+    inputs = {n: torch.randn(rows, n, generator=generator).to(weights[0].dtype)
+              for n in sorted({w.shape[1] for w in weights})}  # fmt: skip
     if packed:
         pack = torch.ops.mkldnn._reorder_linear_weight
-        weights = [pack(w, rows) for w in weights]
         shapes = [w.shape[1] for w in weights]
+        weights = [pack(w, rows) for w in weights]
 
         def product(i, w):
             return torch.ops.mkldnn._linear_pointwise(inputs[shapes[i]], w, None, "none", [], "")

@@ -126,14 +126,13 @@ def invocation_times(started: str | Path, benchmarks: str | Path | None) -> dict
     runs that wrote into the same outputs before this one (each ended by a success) are
     ``earlier_runs``, oldest first, in the same form: a run that redraws one figure of a
     finished run keeps the record of the run that made the rest."""
-    runs = _invocations(started)
+    runs, earlier = _stamp(started)
     if not runs:
         raise PgrpoError(f"{started}: no invocation recorded")
     finished = sorted(
         path.stat().st_mtime for path in Path(benchmarks).rglob("*.tsv")
     ) if benchmarks and Path(benchmarks).is_dir() else []  # fmt: skip
     times = _run_times(runs, finished)
-    earlier = _earlier(started)
     if earlier:
         times["earlier_runs"] = [_run_times(run, finished) for run in earlier]
     return times
@@ -176,38 +175,39 @@ def build(config_path: str, started: str | None, data: list[str], benchmarks: st
     }
 
 
-def _invocations(path: str | Path) -> list[dict]:
-    """The invocations of the run recorded in ``path`` (a stamp of one start, as written
-    before invocations were listed, is a list of one)."""
+def _stamp(path: str | Path) -> tuple[list[dict], list[list[dict]]]:
+    """(the invocations of the present run, those of each earlier run, oldest first) recorded
+    in ``path``; a stamp of one start, as written before invocations were listed, is a run of
+    one invocation."""
     if not Path(path).exists():
-        return []
+        return [], []
     stamp = read_json(path)
-    return stamp["invocations"] if "invocations" in stamp else [stamp]
+    runs = stamp["invocations"] if "invocations" in stamp else [stamp]
+    return runs, stamp.get("earlier", [])
 
 
-def _earlier(path: str | Path) -> list[list[dict]]:
-    """The invocations of the runs before the present one (each a list), oldest first."""
-    return read_json(path).get("earlier", []) if Path(path).exists() else []
+def _write_stamp(path: str | Path, runs: list[dict], earlier: list[list[dict]]) -> None:
+    write_json(path, {"invocations": runs, **({"earlier": earlier} if earlier else {})})
 
 
 def write_start_stamp(path: str | Path) -> None:
     """Called by the Snakefile's ``onstart``: this invocation started. It continues the run
     of the previous invocation unless that one succeeded: then a new run begins, and the
     finished one joins the earlier runs."""
-    runs, earlier = _invocations(path), _earlier(path)
+    runs, earlier = _stamp(path)
     if runs and runs[-1].get("status") == "success":
         runs, earlier = [], [*earlier, runs]
     runs.append({"epoch": time.time(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    write_json(path, {"invocations": runs, **({"earlier": earlier} if earlier else {})})
+    _write_stamp(path, runs, earlier)
 
 
 def write_end_stamp(path: str | Path, status: str) -> None:
     """Called by the Snakefile's ``onsuccess`` (``success``) and ``onerror`` (``error``):
     how and when this invocation ended."""
-    runs, earlier = _invocations(path), _earlier(path)
+    runs, earlier = _stamp(path)
     if runs and "ended_epoch" not in runs[-1]:
         runs[-1].update(ended_epoch=time.time(), status=status)
-        write_json(path, {"invocations": runs, **({"earlier": earlier} if earlier else {})})
+        _write_stamp(path, runs, earlier)
 
 
 def main(argv: list[str] | None = None) -> None:

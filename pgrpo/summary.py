@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 from pathlib import Path
 
 from pgrpo.io import PgrpoError, run_cli
 from pgrpo.methods import BUILTIN, difference, is_difference
+from pgrpo.stats import Interval, format_cell
 from pgrpo.tables import method_label
 
 COLUMNS = ("all", "worst", "gap")
@@ -35,7 +35,7 @@ def read_rows(path: Path, metric: str) -> dict[tuple[str, str], dict]:
             rows = list(csv.DictReader(f))
     except OSError as e:
         raise PgrpoError(f"{path}: cannot read the table ({e.strerror})") from None
-    needed = {"method", "cluster", "metric", "mean", "ci95", "mdd"}
+    needed = {"method", "cluster", "metric", "mean", "ci95", "n_seeds", "mdd"}
     if not rows or not needed <= set(rows[0]):
         missing = ", ".join(sorted(needed - set(rows[0] if rows else {})))
         raise PgrpoError(f"{path}: not a pgrpo table CSV (no column {missing})")
@@ -46,22 +46,23 @@ def read_rows(path: Path, metric: str) -> dict[tuple[str, str], dict]:
     return cells
 
 
-def _excludes_zero(row: dict) -> bool:
-    return bool(row["ci95"]) and abs(float(row["mean"])) > float(row["ci95"])
+def interval(row: dict) -> Interval:
+    """A CSV row's cell (an empty ``ci95``: no interval)."""
+    return Interval(float(row["mean"]), float(row["ci95"] or "nan"), int(row["n_seeds"]))
 
 
 def cell(row: dict | None, paired: bool = False) -> str:
     """``0.172 ± 0.097``; a difference signed, in bold when it excludes 0, else with its MDD."""
     if row is None:
         return ""
-    mean = float(row["mean"])
-    text = f"{mean:+.3f}" if paired else f"{mean:.3f}"
-    if not row["ci95"] or math.isnan(float(row["ci95"])):
-        return text
-    text += f" ± {float(row['ci95']):.3f}"
+    value = interval(row)
+    text = format_cell(value)
     if not paired:
         return text
-    if _excludes_zero(row):
+    text = ("+" if value.mean >= 0 else "") + text
+    if not value.defined:
+        return text
+    if not value.overlaps_zero():
         return f"**{text}**"
     return f"{text} ({float(row['mdd']):.3f})" if row["mdd"] else text
 
@@ -83,8 +84,9 @@ def summary(path: Path, metric: str = "reward", reference: str = "grpo") -> str:
         values = [cell(cells.get((method, c))) for c in COLUMNS]
         values += [cell(cells.get((paired, c)), paired=True) for c in COLUMNS]
         lines.append(f"| {method_label(method)} | " + " | ".join(values) + " |")
-    diffs = [r for (m, _), r in cells.items() if is_difference(m) and r["ci95"]]
-    excluding = sum(_excludes_zero(r) for r in diffs)
+    diffs = [interval(r) for (m, _), r in cells.items() if is_difference(m)]
+    diffs = [d for d in diffs if d.defined]
+    excluding = sum(not d.overlaps_zero() for d in diffs)
     lines.append(
         f"\n{excluding} of {len(diffs)} difference cells of {metric} exclude 0 "
         f"(about {0.05 * len(diffs):.1f} would by chance)"
